@@ -1,0 +1,788 @@
+package postgres
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/sluicegw/sluice/masking"
+	"github.com/sluicegw/sluice/protocol"
+)
+
+// denySQL is sent to the backend in place of a refused command. It always
+// raises, so PostgreSQL itself aborts the transaction, skips the rest of an
+// extended-protocol batch until Sync, and keeps pipelined replies in order.
+// The relay rewrites the resulting ErrorResponse into the real denial, so
+// nothing of the caller's text or the rule's message is ever placed in SQL.
+const denySQL = `DO $sluice$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'sluice: command refused'; END$sluice$`
+
+// errClientClosed ends a session the client closed (Terminate or EOF).
+var errClientClosed = errors.New("client closed")
+
+// pending is one client message the backend will answer, in the order sent.
+type pending struct {
+	typ       byte // 'Q', 'P', 'B', 'D', 'E', 'C', 'S'
+	synthetic bool // a ParseComplete/BindComplete the client must not see
+	// deny, when set, replaces the backend's error for this message.
+	deny   *pgproto3.ErrorResponse
+	stmt   *statement
+	portal *portal
+	res    *result
+}
+
+func (p *pending) extended() bool {
+	switch p.typ {
+	case 'P', 'B', 'D', 'E', 'C':
+		return true
+	}
+	return false
+}
+
+// statement is a prepared statement of the client's session.
+type statement struct {
+	name string
+	text string
+	seq  uint64 // the recorded command
+	dec  protocol.Decision
+	cols []pgproto3.FieldDescription // from a Describe; response loop only
+}
+
+// portal is a bound statement.
+type portal struct {
+	stmt          *statement
+	params        []*string
+	resultFormats []int16
+	cols          []pgproto3.FieldDescription // response loop only
+}
+
+// relay carries one authenticated session between client and backend.
+type relay struct {
+	p      *Plugin
+	s      protocol.Session
+	log    *slog.Logger
+	limits protocol.Limits
+
+	client  net.Conn
+	backend net.Conn
+	cr      *frameReader
+	br      *frameReader
+	cw      *writer
+	bw      *writer
+
+	mu          sync.Mutex
+	queue       []*pending
+	txStatus    byte
+	draining    bool
+	drainReason string
+	closing     bool
+	backendErr  string // a FATAL the backend sent, for the end reason
+	serverParam map[string]string
+
+	// Request-loop state.
+	stmts   map[string]*statement
+	portals map[string]*portal
+
+	closeOnce sync.Once
+}
+
+func newRelay(p *Plugin, s protocol.Session, client net.Conn, cw *writer, cr *frameReader, hj *pgconn.HijackedConn) *relay {
+	limits := s.Limits()
+	cr.max = limits.MaxMessageSize
+	return &relay{
+		p:           p,
+		s:           s,
+		log:         s.Logger(),
+		limits:      limits,
+		client:      client,
+		backend:     hj.Conn,
+		cr:          cr,
+		br:          newFrameReader(hj.Conn, 0),
+		cw:          cw,
+		bw:          newWriter(hj.Conn),
+		txStatus:    hj.TxStatus,
+		serverParam: hj.ParameterStatuses,
+		stmts:       map[string]*statement{},
+		portals:     map[string]*portal{},
+	}
+}
+
+// run relays until either side ends, the session is terminated, or it is
+// drained. A nil error means the client closed the session.
+func (r *relay) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reqc := make(chan error, 1)
+	respc := make(chan error, 1)
+	go func() { reqc <- r.requestLoop(ctx) }()
+	go func() { respc <- r.responseLoop(ctx) }()
+
+	var reqErr, respErr error
+	var gotReq, gotResp bool
+	select {
+	case reqErr = <-reqc:
+		gotReq = true
+	case respErr = <-respc:
+		gotResp = true
+	case <-ctx.Done():
+		r.sendFatal(codeAdminShutdown, "sluice: the session was terminated")
+	}
+	r.closeConns()
+	if !gotReq {
+		reqErr = <-reqc
+	}
+	if !gotResp {
+		respErr = <-respc
+	}
+	r.mu.Lock()
+	draining, drainReason, backendErr := r.draining && r.closing, r.drainReason, r.backendErr
+	r.mu.Unlock()
+	switch {
+	case ctx.Err() != nil && context.Cause(ctx) != nil && !gotReq && !gotResp:
+		return context.Cause(ctx)
+	case draining:
+		return fmt.Errorf("drained: %s", drainReason)
+	case backendErr != "":
+		return fmt.Errorf("backend ended the session: %s", backendErr)
+	case gotReq && errors.Is(reqErr, errClientClosed):
+		return nil
+	case gotReq:
+		return reqErr
+	case gotResp && respErr != nil:
+		return respErr
+	}
+	return nil
+}
+
+func (r *relay) closeConns() {
+	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		r.closing = true
+		r.mu.Unlock()
+		_ = r.client.Close()
+		_ = r.backend.Close()
+	})
+}
+
+// sendFatal tells the client why its session ends, without waiting long
+// for a client that does not read.
+func (r *relay) sendFatal(code, msg string) {
+	_ = r.client.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = r.cw.msg(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: msg})
+	_ = r.cw.flush()
+}
+
+// drain ends the session as soon as it is idle: nothing in flight and no
+// open transaction.
+func (r *relay) drain(reason string) {
+	r.mu.Lock()
+	r.draining = true
+	r.drainReason = reason
+	idle := len(r.queue) == 0 && r.txStatus == 'I' && !r.closing
+	if idle {
+		r.closing = true
+	}
+	r.mu.Unlock()
+	if idle {
+		r.sendFatal(codeAdminShutdown, "sluice: "+reason)
+		r.closeConns()
+	}
+}
+
+// push queues expected replies; false means the session is closing and
+// nothing more may be sent to the backend.
+func (r *relay) push(ps ...*pending) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closing {
+		return false
+	}
+	r.queue = append(r.queue, ps...)
+	return true
+}
+
+func (r *relay) head() *pending {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.queue) == 0 {
+		return nil
+	}
+	return r.queue[0]
+}
+
+func (r *relay) pop() *pending {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.queue) == 0 {
+		return nil
+	}
+	p := r.queue[0]
+	r.queue[0] = nil
+	r.queue = r.queue[1:]
+	return p
+}
+
+// skipToSync drops the replies PostgreSQL will not send after an error in
+// an extended-protocol batch: everything up to the next Sync.
+func (r *relay) skipToSync() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for len(r.queue) > 0 && r.queue[0].typ != 'S' {
+		r.queue[0] = nil
+		r.queue = r.queue[1:]
+	}
+}
+
+// ---- client -> backend ----
+
+func (r *relay) requestLoop(ctx context.Context) error {
+	for {
+		typ, body, err := r.cr.next()
+		if err != nil {
+			if errors.Is(err, errFrameTooLarge) {
+				r.sendFatal(codeProtocolViolation, "sluice: "+err.Error())
+				return err
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				return errClientClosed
+			}
+			return fmt.Errorf("reading from client: %w", err)
+		}
+		msg, err := decodeFrontend(typ, body)
+		if err != nil || typ == 'p' {
+			if err == nil {
+				err = errors.New("unexpected password message")
+			}
+			r.sendFatal(codeProtocolViolation, "sluice: protocol violation: "+err.Error())
+			return err
+		}
+		if err := r.handleFrontend(ctx, typ, body, msg); err != nil {
+			return err
+		}
+		if !r.cr.buffered() {
+			if err := r.bw.flush(); err != nil {
+				return fmt.Errorf("writing to backend: %w", err)
+			}
+		}
+	}
+}
+
+func (r *relay) handleFrontend(ctx context.Context, typ byte, body []byte, msg pgproto3.FrontendMessage) error {
+	switch m := msg.(type) {
+	case *pgproto3.Query:
+		return r.handleQuery(ctx, body, m)
+	case *pgproto3.Parse:
+		return r.handleParse(ctx, body, m)
+	case *pgproto3.Bind:
+		pt := &portal{stmt: r.stmts[m.PreparedStatement], resultFormats: append([]int16(nil), m.ResultFormatCodes...)}
+		pt.params = renderParams(m.Parameters, m.ParameterFormatCodes, r.limits.RecordBytes)
+		r.portals[m.DestinationPortal] = pt
+		return r.forward(typ, body, &pending{typ: 'B', portal: pt})
+	case *pgproto3.Describe:
+		p := &pending{typ: 'D'}
+		if m.ObjectType == 'S' {
+			p.stmt = r.stmts[m.Name]
+		} else {
+			p.portal = r.portals[m.Name]
+		}
+		return r.forward(typ, body, p)
+	case *pgproto3.Execute:
+		pt := r.portals[m.Portal]
+		res := &result{start: time.Now()}
+		if pt != nil {
+			res.portal = pt
+			res.params = pt.params
+			if pt.stmt != nil {
+				res.seq = pt.stmt.seq
+				res.masker = r.s.Masker(pt.stmt.dec)
+			}
+		}
+		return r.forward(typ, body, &pending{typ: 'E', portal: pt, res: res})
+	case *pgproto3.Close:
+		if m.ObjectType == 'S' {
+			delete(r.stmts, m.Name)
+		} else {
+			delete(r.portals, m.Name)
+		}
+		return r.forward(typ, body, &pending{typ: 'C'})
+	case *pgproto3.Sync:
+		return r.forward(typ, body, &pending{typ: 'S'})
+	case *pgproto3.Flush, *pgproto3.CopyData, *pgproto3.CopyDone, *pgproto3.CopyFail:
+		return r.forward(typ, body)
+	case *pgproto3.Terminate:
+		_ = r.bw.raw(typ, body)
+		_ = r.bw.flush()
+		return errClientClosed
+	case *pgproto3.FunctionCall:
+		// The fast-path interface calls a function by OID with no SQL
+		// for policy to read; it is refused.
+		r.log.Warn("fast-path function call refused", "function_oid", m.Function)
+		return r.refuseSimple(errorResponse(codeFeatureNotSupported, "sluice: the fast-path function call interface is not allowed through the gateway"))
+	}
+	return fmt.Errorf("unexpected %q message", typ)
+}
+
+// forward queues the expected replies, then passes the message on as is.
+func (r *relay) forward(typ byte, body []byte, ps ...*pending) error {
+	if !r.push(ps...) {
+		return errClientClosed
+	}
+	if err := r.bw.raw(typ, body); err != nil {
+		return fmt.Errorf("writing to backend: %w", err)
+	}
+	return nil
+}
+
+func (r *relay) check(ctx context.Context, cmd *protocol.Command) (protocol.Decision, *pgproto3.ErrorResponse) {
+	dec, err := r.s.Check(ctx, cmd)
+	if err != nil {
+		r.log.Error("command refused: check failed", "error", err)
+		return dec, errorResponse(codeSystemError, "sluice: "+err.Error())
+	}
+	if !dec.Allowed() {
+		return dec, errorResponse(codeInsufficientPrivilege, denialMessage(dec))
+	}
+	return dec, nil
+}
+
+func (r *relay) handleQuery(ctx context.Context, body []byte, m *pgproto3.Query) error {
+	dec, refusal := r.check(ctx, &protocol.Command{Protocol: Name, Kind: protocol.KindQuery, Text: m.String})
+	if refusal != nil {
+		return r.refuseSimple(refusal)
+	}
+	// A simple query replaces the unnamed statement and portal.
+	delete(r.stmts, "")
+	delete(r.portals, "")
+	res := &result{seq: dec.Seq, masker: r.s.Masker(dec), start: time.Now()}
+	return r.forward('Q', body, &pending{typ: 'Q', res: res})
+}
+
+// refuseSimple answers a refused simple query (or function call) through
+// the backend, so the refusal aborts the transaction as an error would.
+func (r *relay) refuseSimple(e *pgproto3.ErrorResponse) error {
+	delete(r.stmts, "")
+	delete(r.portals, "")
+	if !r.push(&pending{typ: 'Q', deny: e}) {
+		return errClientClosed
+	}
+	if err := r.bw.msg(&pgproto3.Query{String: denySQL}); err != nil {
+		return fmt.Errorf("writing to backend: %w", err)
+	}
+	return nil
+}
+
+func (r *relay) handleParse(ctx context.Context, body []byte, m *pgproto3.Parse) error {
+	cmd := &protocol.Command{Protocol: Name, Kind: protocol.KindQuery, Text: m.Query,
+		Attrs: map[string]string{"extended": "parse", "statement": m.Name}}
+	dec, refusal := r.check(ctx, cmd)
+	if refusal != nil {
+		// Parse, bind and execute the raising statement as the unnamed
+		// statement: the error arrives where the client's Parse would
+		// have failed, and the backend skips the rest until Sync.
+		delete(r.stmts, m.Name)
+		delete(r.stmts, "")
+		delete(r.portals, "")
+		if !r.push(&pending{typ: 'P', synthetic: true}, &pending{typ: 'B', synthetic: true}, &pending{typ: 'E', deny: refusal}) {
+			return errClientClosed
+		}
+		_ = r.bw.msg(&pgproto3.Parse{Query: denySQL})
+		_ = r.bw.msg(&pgproto3.Bind{})
+		if err := r.bw.msg(&pgproto3.Execute{}); err != nil {
+			return fmt.Errorf("writing to backend: %w", err)
+		}
+		return nil
+	}
+	st := &statement{name: m.Name, text: m.Query, seq: dec.Seq, dec: dec}
+	r.stmts[m.Name] = st
+	return r.forward('P', body, &pending{typ: 'P', stmt: st})
+}
+
+func errorResponse(code, msg string) *pgproto3.ErrorResponse {
+	return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: code, Message: msg}
+}
+
+// ---- backend -> client ----
+
+func (r *relay) responseLoop(ctx context.Context) error {
+	for {
+		typ, body, err := r.br.next()
+		if err != nil {
+			r.cw.flush()
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+				return errors.New("backend closed the connection")
+			}
+			return fmt.Errorf("reading from backend: %w", err)
+		}
+		if err := r.handleBackend(ctx, typ, body); err != nil {
+			return err
+		}
+		if !r.br.buffered() {
+			if err := r.cw.flush(); err != nil {
+				return fmt.Errorf("writing to client: %w", err)
+			}
+		}
+	}
+}
+
+func (r *relay) handleBackend(ctx context.Context, typ byte, body []byte) error {
+	switch typ {
+	case 'D': // DataRow
+		if h := r.head(); h != nil && h.res != nil {
+			if h.deny != nil {
+				return nil
+			}
+			out, err := h.res.row(body, r.limits)
+			if err != nil {
+				return fmt.Errorf("backend sent a malformed DataRow: %w", err)
+			}
+			return r.cw.raw(typ, out)
+		}
+	case '1', '2': // ParseComplete, BindComplete
+		if h := r.pop(); h != nil && h.synthetic {
+			return nil
+		}
+	case '3', 'n': // CloseComplete, NoData
+		r.pop()
+	case 'T': // RowDescription
+		var rd pgproto3.RowDescription
+		if err := rd.Decode(body); err != nil {
+			return fmt.Errorf("backend sent a malformed RowDescription: %w", err)
+		}
+		cols := copyFields(rd.Fields)
+		if h := r.head(); h != nil {
+			switch h.typ {
+			case 'D':
+				r.pop()
+				if h.portal != nil {
+					h.portal.cols = cols
+				} else if h.stmt != nil {
+					h.stmt.cols = cols
+				}
+			case 'Q':
+				if h.res != nil {
+					h.res.describe(cols, nil)
+				}
+			}
+		}
+	case 'C', 'I', 's': // CommandComplete, EmptyQueryResponse, PortalSuspended
+		h := r.head()
+		if h == nil {
+			break
+		}
+		if h.deny != nil {
+			// The raising statement cannot complete; if it ever did,
+			// the client still gets the refusal.
+			if h.typ == 'E' {
+				r.pop()
+			}
+			return r.cw.msg(h.deny)
+		}
+		if h.res != nil {
+			tag := ""
+			if typ == 'C' {
+				var cc pgproto3.CommandComplete
+				if err := cc.Decode(body); err == nil {
+					tag = string(cc.CommandTag)
+				}
+			}
+			r.recordResult(ctx, h.res, tag, "")
+			if h.typ == 'Q' {
+				h.res.reset()
+			}
+		}
+		if h.typ == 'E' {
+			r.pop()
+		}
+	case 'E': // ErrorResponse
+		var er pgproto3.ErrorResponse
+		if err := er.Decode(body); err != nil {
+			return fmt.Errorf("backend sent a malformed ErrorResponse: %w", err)
+		}
+		if er.Severity == "FATAL" || er.Severity == "PANIC" {
+			r.mu.Lock()
+			r.backendErr = er.Severity + ": " + er.Message
+			r.mu.Unlock()
+		}
+		h := r.head()
+		if h == nil {
+			break
+		}
+		if h.extended() {
+			r.skipToSync()
+		}
+		if h.typ == 'P' && h.stmt != nil {
+			if err := r.s.Record(ctx, protocol.Event{Type: protocol.EventError, CommandSeq: h.stmt.seq, Code: er.Code, Message: er.Message}); err != nil {
+				r.log.Error("recording an error failed; later commands will be refused", "error", err)
+			}
+		}
+		if h.deny != nil && er.Code != "25P02" {
+			return r.cw.msg(h.deny)
+		}
+		if h.res != nil && h.deny == nil {
+			r.recordResult(ctx, h.res, "", er.Code+": "+er.Message)
+			if h.typ == 'Q' {
+				h.res.reset()
+			}
+		}
+	case 'Z': // ReadyForQuery
+		r.mu.Lock()
+		// Pop through the Sync or Query this answers. Anything before it
+		// is an expectation the backend did not meet; dropping it here
+		// resynchronises the tracking at every ReadyForQuery.
+		for len(r.queue) > 0 {
+			t := r.queue[0].typ
+			r.queue[0] = nil
+			r.queue = r.queue[1:]
+			if t == 'S' || t == 'Q' {
+				break
+			}
+		}
+		if len(body) == 1 {
+			r.txStatus = body[0]
+		}
+		drain := r.draining && len(r.queue) == 0 && r.txStatus == 'I' && !r.closing
+		if drain {
+			r.closing = true
+		}
+		reason := r.drainReason
+		r.mu.Unlock()
+		if drain {
+			_ = r.cw.raw(typ, body)
+			r.sendFatal(codeAdminShutdown, "sluice: "+reason)
+			r.closeConns()
+			return errors.New("drained")
+		}
+	case 'd': // CopyData (COPY TO STDOUT)
+		if h := r.head(); h != nil && h.res != nil {
+			h.res.bytes += int64(len(body))
+		}
+	case 'S': // ParameterStatus
+		var ps pgproto3.ParameterStatus
+		if err := ps.Decode(body); err == nil {
+			r.mu.Lock()
+			r.serverParam[ps.Name] = ps.Value
+			r.mu.Unlock()
+		}
+	}
+	return r.cw.raw(typ, body)
+}
+
+func (r *relay) recordResult(ctx context.Context, res *result, tag, errMsg string) {
+	ev := protocol.Event{Type: protocol.EventResult, CommandSeq: res.seq, Result: res.summary(tag, errMsg)}
+	if err := r.s.Record(ctx, ev); err != nil {
+		r.log.Error("recording a result failed; later commands will be refused", "error", err)
+	}
+}
+
+func copyFields(in []pgproto3.FieldDescription) []pgproto3.FieldDescription {
+	out := make([]pgproto3.FieldDescription, len(in))
+	for i, f := range in {
+		out[i] = f
+		out[i].Name = append([]byte(nil), f.Name...)
+	}
+	return out
+}
+
+// renderParams turns bind parameters into recordable text: text-format
+// values as they are, binary ones as \x hex, NULL as nil, within a total
+// budget of max bytes.
+func renderParams(values [][]byte, formats []int16, max int) []*string {
+	if len(values) == 0 {
+		return nil
+	}
+	out := make([]*string, len(values))
+	budget := max
+	for i, v := range values {
+		if v == nil {
+			continue
+		}
+		s := renderValue(v, formatOf(formats, i), &budget)
+		out[i] = &s
+	}
+	return out
+}
+
+func formatOf(formats []int16, i int) int16 {
+	switch {
+	case len(formats) == 0:
+		return 0
+	case len(formats) == 1:
+		return formats[0]
+	case i < len(formats):
+		return formats[i]
+	}
+	return 0
+}
+
+const truncatedMark = "…[truncated]"
+
+func renderValue(v []byte, format int16, budget *int) string {
+	var s string
+	if format == 1 {
+		n := len(v)
+		if 2+2*n > *budget {
+			n = max(0, (*budget-2)/2)
+		}
+		s = `\x` + hex.EncodeToString(v[:n])
+		if n < len(v) {
+			s += truncatedMark
+		}
+	} else {
+		n := min(len(v), max(0, *budget))
+		s = string(v[:n])
+		if n < len(v) {
+			s += truncatedMark
+		}
+	}
+	*budget -= len(s)
+	return s
+}
+
+// result accumulates what one command returned.
+type result struct {
+	seq    uint64
+	start  time.Time
+	masker masking.RowMasker
+	portal *portal
+	params []*string
+
+	described bool
+	cols      []pgproto3.FieldDescription
+	formats   []int16
+	mcols     []masking.Column
+
+	rows      int64
+	bytes     int64
+	masked    int64
+	data      [][]*string
+	dataBytes int
+	truncated bool
+	row0      pgproto3.DataRow
+}
+
+func (res *result) describe(cols []pgproto3.FieldDescription, resultFormats []int16) {
+	res.described = true
+	res.cols = cols
+	res.formats = make([]int16, len(cols))
+	for i := range cols {
+		if resultFormats != nil {
+			res.formats[i] = formatOf(resultFormats, i)
+		} else {
+			res.formats[i] = cols[i].Format
+		}
+	}
+	res.mcols = nil
+}
+
+// row accounts for one DataRow, masks it if the decision says so, keeps it
+// for the recording while under the caps, and returns the bytes to send.
+func (res *result) row(body []byte, limits protocol.Limits) ([]byte, error) {
+	if res.start.IsZero() {
+		res.start = time.Now()
+	}
+	if !res.described && res.portal != nil {
+		cols := res.portal.cols
+		if cols == nil && res.portal.stmt != nil {
+			cols = res.portal.stmt.cols
+		}
+		res.describe(cols, res.portal.resultFormats)
+		if res.portal.cols != nil {
+			// A described portal reports its real formats.
+			for i := range cols {
+				res.formats[i] = cols[i].Format
+			}
+		}
+	}
+	res.rows++
+	capture := res.rows <= int64(limits.RecordRows) && res.dataBytes < limits.RecordBytes
+	if !capture && res.rows > int64(limits.RecordRows) {
+		res.truncated = true
+	}
+	if res.masker == nil && !capture {
+		res.bytes += int64(len(body))
+		return body, nil
+	}
+	dr := &res.row0
+	if err := dr.Decode(body); err != nil {
+		return nil, err
+	}
+	if res.masker != nil {
+		if res.mcols == nil || len(res.mcols) != len(dr.Values) {
+			res.mcols = make([]masking.Column, len(dr.Values))
+			for i := range res.mcols {
+				if i < len(res.cols) {
+					res.mcols[i] = masking.Column{Name: string(res.cols[i].Name), TypeOID: res.cols[i].DataTypeOID}
+				}
+				res.mcols[i].Binary = i < len(res.formats) && res.formats[i] == 1
+			}
+		}
+		if n := res.masker.MaskRow(res.mcols, dr.Values); n > 0 {
+			res.masked += int64(n)
+			enc, err := dr.Encode(nil)
+			if err != nil {
+				return nil, err
+			}
+			body = enc[5:]
+		}
+	}
+	res.bytes += int64(len(body))
+	if capture {
+		budget := limits.RecordBytes - res.dataBytes
+		row := make([]*string, len(dr.Values))
+		for i, v := range dr.Values {
+			if v == nil {
+				continue
+			}
+			f := int16(0)
+			if i < len(res.formats) {
+				f = res.formats[i]
+			}
+			s := renderValue(v, f, &budget)
+			row[i] = &s
+		}
+		res.dataBytes = limits.RecordBytes - budget
+		if res.dataBytes >= limits.RecordBytes {
+			res.truncated = true
+		}
+		res.data = append(res.data, row)
+	}
+	return body, nil
+}
+
+func (res *result) summary(tag, errMsg string) *protocol.Result {
+	start := res.start
+	if start.IsZero() {
+		start = time.Now()
+	}
+	out := &protocol.Result{
+		Tag:       tag,
+		Rows:      res.rows,
+		Bytes:     res.bytes,
+		Duration:  time.Since(start),
+		Data:      res.data,
+		Truncated: res.truncated,
+		Masked:    res.masked,
+		Error:     errMsg,
+		Params:    res.params,
+	}
+	if len(res.cols) > 0 {
+		out.Columns = make([]string, len(res.cols))
+		for i, c := range res.cols {
+			out.Columns[i] = string(c.Name)
+		}
+	}
+	return out
+}
+
+// reset readies a simple query's result for its next statement.
+func (res *result) reset() {
+	*res = result{seq: res.seq, masker: res.masker, start: time.Now()}
+}
