@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -260,5 +259,3 @@ func (h *harness) errs() []error {
 	defer h.mu.Unlock()
 	return append([]error(nil), h.serveErrs...)
 }
-
-var _ = errors.New
