@@ -106,11 +106,11 @@ func TestBadInputBeforeLogin(t *testing.T) {
 	binary.BigEndian.PutUint32(huge, 1<<30)
 	binary.BigEndian.PutUint32(huge[4:], pgproto3.ProtocolVersion30)
 	cases := map[string][]byte{
-		"random bytes":             junk,
-		"truncated startup":        startup("x")[:9],
+		"random bytes":              junk,
+		"truncated startup":         startup("x")[:9],
 		"startup length over limit": huge,
-		"unknown protocol version": {0, 0, 0, 8, 0, 9, 0, 0},
-		"empty":                    {},
+		"unknown protocol version":  {0, 0, 0, 8, 0, 9, 0, 0},
+		"empty":                     {},
 	}
 	h, tp := tappedHarness(t)
 	for name, in := range cases {

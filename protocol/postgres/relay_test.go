@@ -3,8 +3,8 @@ package postgres
 import (
 	"bytes"
 	"context"
-	"strings"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -237,4 +237,3 @@ func TestBinaryFormatAndParamsRecorded(t *testing.T) {
 	require.Len(t, last.Data, 1)
 	assert.True(t, strings.HasPrefix(*last.Data[0][0], `\x`), "binary values recorded as hex: %s", *last.Data[0][0])
 }
-

@@ -48,4 +48,3 @@ func TestBackendSCRAM(t *testing.T) {
 	assert.Contains(t, err.Error(), "cannot connect to the backend")
 	assert.NotContains(t, err.Error(), appPW)
 }
-
