@@ -3,6 +3,11 @@
 // result with the data as the client saw it, and how the session ended. Its
 // central types are Entry, one recorded event, and Sink, which opens a
 // Recorder per session.
+//
+// Recordings are hash-chained JSON Lines (see Encoder): FileSink writes one
+// file per session, Verify and Reader check the chain, WriteTranscript
+// replays a recording for people, and FindFile and List locate recordings
+// for the CLI.
 package recording
 
 import (
