@@ -345,7 +345,7 @@ func (r *relay) check(ctx context.Context, cmd *protocol.Command) (protocol.Deci
 	dec, err := r.s.Check(ctx, cmd)
 	if err != nil {
 		r.log.Error("command refused: check failed", "error", err)
-		return dec, errorResponse(codeSystemError, "sluice: "+err.Error())
+		return dec, errorResponse(codeSystemError, clientText(err.Error()))
 	}
 	if !dec.Allowed() {
 		return dec, errorResponse(codeInsufficientPrivilege, denialMessage(dec))

@@ -119,7 +119,11 @@ func (p *Plugin) Serve(ctx context.Context, client net.Conn, s protocol.Session)
 	pw.Password = ""
 	clear(body)
 	if err != nil {
-		return fatal(codeInvalidPassword, err.Error())
+		code := codeInvalidPassword
+		if !errors.Is(err, identity.ErrUnauthenticated) {
+			code = codeCannotConnect // a session limit, a shutdown, no recorder
+		}
+		return fatal(code, clientText(err.Error()))
 	}
 
 	database := p.target.Options[OptDatabase]
@@ -140,7 +144,7 @@ func (p *Plugin) Serve(ctx context.Context, client net.Conn, s protocol.Session)
 		Attrs:    attrs,
 	})
 	if err != nil {
-		return fatal(codeSystemError, "sluice: "+err.Error())
+		return fatal(codeSystemError, clientText(err.Error()))
 	}
 	if !dec.Allowed() {
 		return fatal(codeInvalidAuthorization, denialMessage(dec))
@@ -271,16 +275,24 @@ func redact(s, secret string) string {
 	return strings.ReplaceAll(s, secret, "[redacted]")
 }
 
-// denialMessage is the text a client reads for a denied command.
+// clientText prefixes a message for the client with "sluice: " unless the
+// gateway already did.
+func clientText(msg string) string {
+	if strings.HasPrefix(msg, "sluice: ") {
+		return msg
+	}
+	return "sluice: " + msg
+}
+
+// denialMessage is the text a client reads for a denied command: the
+// decision's message and the rules that decided it.
 func denialMessage(d protocol.Decision) string {
 	msg := d.Message
 	if msg == "" {
 		msg = "command denied by policy"
 	}
-	if !strings.HasPrefix(msg, "sluice: ") {
-		msg = "sluice: " + msg
-	}
-	if len(d.Rules) > 0 {
+	msg = clientText(msg)
+	if len(d.Rules) > 0 && !strings.Contains(msg, "(rule ") {
 		msg += fmt.Sprintf(" (rule %s)", strings.Join(d.Rules, ", "))
 	}
 	return msg

@@ -1,0 +1,129 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// AdminHandler serves the operator API:
+//
+//	GET    /healthz            200 while the process runs
+//	GET    /readyz             200 when serving, 503 before Start and during Shutdown
+//	GET    /metrics            Prometheus metrics
+//	GET    /api/sessions       JSON array of SessionView
+//	GET    /api/sessions/{id}  one SessionView; 404 if not live
+//	DELETE /api/sessions/{id}  terminate it (?reason=...); 202, 404 if not live
+//
+// When Config.AdminTokenSHA256 is set, every endpoint but /healthz and
+// /readyz requires "Authorization: Bearer <token>" (see WithAdminToken).
+// Errors are JSON objects {"error": "..."}.
+func (g *Gateway) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !g.Ready() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	if g.gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{}))
+	} else {
+		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+			writeError(w, http.StatusNotFound, "metrics are registered with a Registerer that is not a Gatherer; set Config.Gatherer")
+		})
+	}
+	mux.HandleFunc("GET /api/sessions", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, g.Sessions())
+	})
+	mux.HandleFunc("GET /api/sessions/{id}", func(w http.ResponseWriter, r *http.Request) {
+		s := g.session(r.PathValue("id"))
+		if s == nil {
+			writeError(w, http.StatusNotFound, "no live session "+r.PathValue("id"))
+			return
+		}
+		writeJSON(w, http.StatusOK, s.view())
+	})
+	mux.HandleFunc("DELETE /api/sessions/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		err := g.Terminate(id, r.URL.Query().Get("reason"))
+		switch {
+		case errors.Is(err, ErrSessionNotFound):
+			writeError(w, http.StatusNotFound, "no live session "+id)
+		case err != nil:
+			writeError(w, http.StatusInternalServerError, err.Error())
+		default:
+			writeJSON(w, http.StatusAccepted, map[string]string{"id": id, "status": "terminating"})
+		}
+	})
+	if g.adminKey == nil {
+		return mux
+	}
+	return withAdminKey(mux, g.adminKey)
+}
+
+// WithAdminToken wraps h so that every request except GET /healthz and
+// GET /readyz (left open for probes) must carry "Authorization: Bearer
+// <token>" where the token's SHA-256 is sha256hex (identity.HashToken
+// computes it). Without it the answer is 401. An invalid sha256hex fails
+// closed: every protected request is refused.
+func WithAdminToken(h http.Handler, sha256hex string) http.Handler {
+	key, err := parseDigest(sha256hex)
+	if err != nil {
+		key = nil
+	}
+	return withAdminKey(h, key)
+}
+
+func withAdminKey(h http.Handler, key []byte) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && (r.URL.Path == "/healthz" || r.URL.Path == "/readyz") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		tok, ok := bearer(r)
+		if !ok || key == nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice admin"`)
+			writeError(w, http.StatusUnauthorized, "a bearer token is required")
+			return
+		}
+		sum := sha256.Sum256([]byte(tok))
+		if subtle.ConstantTimeCompare(sum[:], key) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice admin", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "token not recognised")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func bearer(r *http.Request) (string, bool) {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
