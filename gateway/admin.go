@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -65,6 +66,11 @@ func (g *Gateway) AdminHandler() http.Handler {
 			writeJSON(w, http.StatusAccepted, map[string]string{"id": id, "status": "terminating"})
 		}
 	})
+	// Profiles for operators chasing latency or memory; behind the admin
+	// token like everything but the probes.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	if g.adminKey == nil {
 		return mux
 	}

@@ -45,7 +45,21 @@ type FileOptions struct {
 	// Interval is the least time between two fsyncs under the interval
 	// policy (default 1s).
 	Interval time.Duration `yaml:"interval" json:"interval,omitempty"`
+	// Linger is how long result, output, notice and error entries may
+	// wait in memory before they are written, so that a busy session
+	// writes its results in batches instead of one write(2) each. Entries
+	// that gate what happens next (session start and end, commands with
+	// their decisions, approvals) are always written at once, together
+	// with anything waiting before them. Zero means DefaultLinger; a
+	// negative value writes every entry at once.
+	Linger time.Duration `yaml:"linger" json:"linger,omitempty"`
 }
+
+// DefaultLinger is FileOptions.Linger when it is zero.
+const DefaultLinger = 100 * time.Millisecond
+
+// lingerBytes is how much may wait in memory before it is written anyway.
+const lingerBytes = 64 << 10
 
 // Validate reports the first bad field.
 func (o FileOptions) Validate() error {
@@ -67,6 +81,9 @@ func (o FileOptions) withDefaults() FileOptions {
 	if o.Interval == 0 {
 		o.Interval = DefaultFsyncInterval
 	}
+	if o.Linger == 0 {
+		o.Linger = DefaultLinger
+	}
 	return o
 }
 
@@ -74,9 +91,13 @@ func (o FileOptions) withDefaults() FileOptions {
 // <dir>/<session id>.jsonl, hash-chained by an Encoder. Files are created
 // 0600 (never reopened or appended to) in a directory created 0700.
 //
-// Durability: every Write hands the whole line to the operating system in
-// one write(2) before it returns, so killing the gateway process loses no
-// written entry. What a power failure or kernel crash can lose depends on
+// Durability: session start and end, command and approval entries reach
+// the operating system (one write(2)) before Write returns; result,
+// output, notice and error entries may wait in memory for up to Linger
+// (default 100ms) or 64 KiB, and are written in order ahead of the next
+// entry that cannot wait. Killing the gateway process therefore loses at
+// most the results of the last Linger. What a power failure or kernel
+// crash can lose further depends on
 // the fsync policy: nothing under "always"; under "interval", the entries
 // written since the last fsync, which is at most Interval old when another
 // entry was written after it (a session that goes quiet stays unsynced
@@ -139,14 +160,15 @@ func (s *FileSink) Open(ctx context.Context, info protocol.SessionInfo) (Recorde
 			return nil, fmt.Errorf("recording: session %s: %w", info.ID, err)
 		}
 	}
-	return &fileRecorder{
+	r := &fileRecorder{
 		sink:     s,
 		id:       info.ID,
 		path:     path,
 		f:        f,
-		enc:      NewEncoder(f),
 		lastSync: s.now(),
-	}, nil
+	}
+	r.enc = NewEncoder(&r.pending)
+	return r, nil
 }
 
 func syncDir(dir string) error {
@@ -174,13 +196,16 @@ type fileRecorder struct {
 	id   string
 	path string
 
-	mu       sync.Mutex
-	f        *os.File
-	enc      *Encoder
-	lastSync time.Time
-	dirty    bool  // written since the last fsync
-	err      error // sticky: the recorder is broken
-	closed   bool
+	mu         sync.Mutex
+	f          *os.File
+	enc        *Encoder     // encodes into pending
+	pending    bytes.Buffer // encoded lines not yet written to f
+	timer      *time.Timer  // writes pending after Linger
+	timerArmed bool
+	lastSync   time.Time
+	dirty      bool  // written since the last fsync
+	err        error // sticky: the recorder is broken
+	closed     bool
 }
 
 // Write appends e. An empty e.Session is taken as this session; another
@@ -206,10 +231,57 @@ func (r *fileRecorder) Write(e *Entry) error {
 		return fmt.Errorf("recording: entry of session %s written to the recording of session %s", c.Session, r.id)
 	}
 	if err := r.enc.Encode(&c); err != nil {
-		if r.enc.err != nil { // the line may be partly written
-			r.err = err
-		}
 		return err
+	}
+	if r.sink.opts.Linger > 0 && r.pending.Len() < lingerBytes && canWait(c.Type) {
+		if r.timer == nil {
+			r.timer = time.AfterFunc(r.sink.opts.Linger, r.flushPending)
+		} else if !r.timerArmed {
+			r.timer.Reset(r.sink.opts.Linger)
+		}
+		r.timerArmed = true
+		return nil
+	}
+	return r.writePendingLocked()
+}
+
+// canWait reports whether an entry of type t may wait in memory: nothing
+// that decides what happens next in the session depends on it.
+func canWait(t string) bool {
+	switch t {
+	case TypeSessionStart, TypeSessionEnd, TypeCommand, TypeApproval:
+		return false
+	}
+	return true
+}
+
+// flushPending is the Linger timer: it writes what waited.
+func (r *fileRecorder) flushPending() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.timerArmed = false
+	if r.err != nil || r.closed {
+		return
+	}
+	_ = r.writePendingLocked()
+}
+
+// writePendingLocked writes every waiting line in one write(2) and applies
+// the fsync policy. A failure breaks the recorder.
+func (r *fileRecorder) writePendingLocked() error {
+	if r.pending.Len() == 0 {
+		return nil
+	}
+	_, err := r.f.Write(r.pending.Bytes())
+	if r.pending.Cap() > 4*lingerBytes {
+		r.pending = bytes.Buffer{}
+	} else {
+		r.pending.Reset()
+	}
+	if err != nil {
+		// The lines may be partly written: the recording is broken.
+		r.err = fmt.Errorf("recording: write %s: %w", r.path, err)
+		return r.err
 	}
 	r.dirty = true
 	switch r.sink.opts.Fsync {
@@ -245,6 +317,9 @@ func (r *fileRecorder) Flush() error {
 	if r.closed {
 		return ErrClosed
 	}
+	if err := r.writePendingLocked(); err != nil {
+		return err
+	}
 	if r.sink.opts.Fsync == FsyncNever || !r.dirty {
 		return nil
 	}
@@ -267,8 +342,16 @@ func (r *fileRecorder) Close() error {
 		return nil
 	}
 	r.closed = true
+	if r.timer != nil {
+		r.timer.Stop()
+	}
 	var errs []error
-	if r.sink.opts.Fsync != FsyncNever && r.dirty {
+	if r.err == nil {
+		if err := r.writePendingLocked(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if r.sink.opts.Fsync != FsyncNever && r.dirty && r.err == nil {
 		if err := r.sink.sync(r.f); err != nil {
 			errs = append(errs, fmt.Errorf("recording: fsync %s: %w", r.path, err))
 		}

@@ -64,7 +64,7 @@ func TestFileOptionsValidate(t *testing.T) {
 			assert.EqualError(t, err, tt.err)
 		})
 	}
-	assert.Equal(t, FileOptions{Fsync: FsyncInterval, Interval: time.Second}, FileOptions{}.withDefaults())
+	assert.Equal(t, FileOptions{Fsync: FsyncInterval, Interval: time.Second, Linger: DefaultLinger}, FileOptions{}.withDefaults())
 }
 
 func TestFileSinkRecordsAndVerifies(t *testing.T) {
@@ -97,7 +97,7 @@ func TestFileSinkRecordsAndVerifies(t *testing.T) {
 }
 
 func TestFileSinkEveryWriteReachesTheOS(t *testing.T) {
-	s, dir := newSink(t, FileOptions{Fsync: FsyncNever})
+	s, dir := newSink(t, FileOptions{Fsync: FsyncNever, Linger: -1})
 	rec, err := s.Open(context.Background(), sessionInfo(testID))
 	require.NoError(t, err)
 	defer rec.Close()
@@ -255,7 +255,7 @@ func TestFileRecorderFailsClosed(t *testing.T) {
 	}{
 		{
 			name: "file closed under the recorder",
-			opts: FileOptions{Fsync: FsyncNever},
+			opts: FileOptions{Fsync: FsyncNever, Linger: -1},
 			breakIt: func(t *testing.T, _ *FileSink, r *fileRecorder) {
 				require.NoError(t, r.f.Close())
 			},
@@ -263,7 +263,7 @@ func TestFileRecorderFailsClosed(t *testing.T) {
 		},
 		{
 			name: "fsync fails",
-			opts: FileOptions{Fsync: FsyncAlways},
+			opts: FileOptions{Fsync: FsyncAlways, Linger: -1},
 			breakIt: func(_ *testing.T, s *FileSink, _ *fileRecorder) {
 				s.sync = func(*os.File) error { return errors.New("input/output error") }
 			},
@@ -294,6 +294,50 @@ func TestFileRecorderFailsClosed(t *testing.T) {
 			assert.GreaterOrEqual(t, rep.Entries, 2)
 		})
 	}
+}
+
+func TestFileSinkLinger(t *testing.T) {
+	s, dir := newSink(t, FileOptions{Fsync: FsyncNever, Linger: 200 * time.Millisecond})
+	rec, err := s.Open(context.Background(), sessionInfo(testID))
+	require.NoError(t, err)
+	path := filepath.Join(dir, testID+".jsonl")
+	es := sampleEntries(testID)
+	entries := func() int { return verifyFile(t, path).Entries }
+
+	// session.start and a command are written at once.
+	require.NoError(t, rec.Write(es[0]))
+	require.NoError(t, rec.Write(es[1]))
+	assert.Equal(t, 2, entries())
+	// A result waits in memory...
+	require.NoError(t, rec.Write(es[2]))
+	assert.Equal(t, 2, entries())
+	// ...until the next command, which writes it first, in order.
+	require.NoError(t, rec.Write(es[3]))
+	assert.Equal(t, 4, entries())
+	// An error entry waits, and the timer writes it within the linger.
+	require.NoError(t, rec.Write(es[4]))
+	assert.Equal(t, 4, entries())
+	assert.Eventually(t, func() bool { return entries() == 5 }, 2*time.Second, 10*time.Millisecond)
+	// A waiting result is written by Close.
+	require.NoError(t, rec.Write(&Entry{Seq: 6, Time: t0, Type: string(protocol.EventResult), Result: &protocol.Result{Rows: 1}}))
+	require.NoError(t, rec.Close())
+	rep := verifyFile(t, path)
+	assert.True(t, rep.Intact, rep.Problem)
+	assert.Equal(t, 6, rep.Entries)
+}
+
+func TestFileSinkLingerFailureSurfacesAtNextCommand(t *testing.T) {
+	s, _ := newSink(t, FileOptions{Fsync: FsyncNever, Linger: time.Hour})
+	rec, err := s.Open(context.Background(), sessionInfo(testID))
+	require.NoError(t, err)
+	es := sampleEntries(testID)
+	require.NoError(t, rec.Write(es[0]))
+	require.NoError(t, rec.Write(es[1]))
+	require.NoError(t, rec.(*fileRecorder).f.Close())
+	require.NoError(t, rec.Write(es[2]), "a result only waits in memory")
+	err = rec.Write(es[3])
+	require.Error(t, err, "the command that follows cannot be recorded")
+	assert.Equal(t, err, rec.Write(es[5]), "and the recorder stays broken")
 }
 
 func TestFileRecorderConcurrentWrites(t *testing.T) {
