@@ -1,0 +1,411 @@
+package main
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluicegw/sluice/credstore"
+	"github.com/sluicegw/sluice/protocol"
+)
+
+// Config is the reference server's configuration file. Relative paths are
+// relative to the working directory refserver runs in.
+type Config struct {
+	// DataDir holds generated state: self-signed TLS keys, recordings
+	// (unless recording.dir says otherwise) and the demo's secrets.
+	DataDir     string            `yaml:"data_dir"`
+	Admin       AdminConfig       `yaml:"admin"`
+	Log         LogConfig         `yaml:"log"`
+	Identity    IdentityConfig    `yaml:"identity"`
+	Targets     []TargetConfig    `yaml:"targets"`
+	Policy      PolicyConfig      `yaml:"policy"`
+	Recording   RecordingConfig   `yaml:"recording"`
+	Credentials CredentialsConfig `yaml:"credentials"`
+	// ShutdownGrace is how long a stopping server lets sessions finish
+	// their command before it ends them.
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
+
+	// file names the configuration in error messages.
+	file string
+}
+
+// AdminConfig is the admin HTTP listener: health, metrics and the sessions
+// API.
+type AdminConfig struct {
+	Listen string `yaml:"listen"`
+	// TokenSHA256, when set, is the hex SHA-256 of a bearer token that
+	// every admin request except /healthz and /readyz must carry.
+	TokenSHA256 string `yaml:"token_sha256"`
+}
+
+// LogConfig sets the log level and format.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text, json
+}
+
+// IdentityConfig lists how callers authenticate.
+type IdentityConfig struct {
+	Tokens []TokenConfig `yaml:"tokens"`
+}
+
+// TokenConfig is one static token (identity.StaticToken).
+type TokenConfig struct {
+	Subject string   `yaml:"subject"`
+	Name    string   `yaml:"name"`
+	Email   string   `yaml:"email"`
+	Groups  []string `yaml:"groups"`
+	SHA256  string   `yaml:"sha256"`
+	Env     string   `yaml:"env"`
+}
+
+// TargetConfig is one backend the gateway serves on its own listen address.
+type TargetConfig struct {
+	Name     string `yaml:"name"`
+	Protocol string `yaml:"protocol"`
+	Listen   string `yaml:"listen"`
+	Address  string `yaml:"address"`
+	// Database and SSLMode are the PostgreSQL options that every target
+	// needs; they go into protocol.Target.Options.
+	Database string            `yaml:"database"`
+	SSLMode  string            `yaml:"sslmode"`
+	Options  map[string]string `yaml:"options"`
+	Labels   map[string]string `yaml:"labels"`
+
+	Credential             credstore.Ref `yaml:"credential"`
+	TLS                    TLSConfig     `yaml:"tls"`
+	AllowPlaintextLoopback bool          `yaml:"allow_plaintext_loopback"`
+	MaxSessions            int           `yaml:"max_sessions"`
+	HandshakeTimeout       Duration      `yaml:"handshake_timeout"`
+	ConnectTimeout         Duration      `yaml:"connect_timeout"`
+	MaxMessageSize         int           `yaml:"max_message_size"`
+	RecordRows             int           `yaml:"record_rows"`
+	RecordBytes            int           `yaml:"record_bytes"`
+}
+
+// TLSConfig is the client-facing TLS of a target. With neither files nor
+// disable, the gateway uses a self-signed certificate kept in the data
+// directory.
+type TLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	Disable  bool   `yaml:"disable"`
+}
+
+// PolicyConfig chooses the decider. Until the CEL engine lands, the only
+// decider is built in: allow everything, or deny everything but connect.
+type PolicyConfig struct {
+	Default string `yaml:"default"` // allow or deny
+}
+
+// RecordingConfig configures the file recording sink.
+type RecordingConfig struct {
+	Dir           string   `yaml:"dir"`
+	Fsync         string   `yaml:"fsync"` // interval, always, never
+	FsyncInterval Duration `yaml:"fsync_interval"`
+}
+
+// CredentialsConfig configures the backend credential store.
+type CredentialsConfig struct {
+	// AllowInline permits inline: password references (tests, demos).
+	AllowInline bool `yaml:"allow_inline"`
+}
+
+// Duration is a time.Duration written in Go syntax ("30s", "5m"). A value
+// that does not parse is kept and reported by Validate with its field name.
+type Duration struct {
+	time.Duration
+	bad string
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		d.bad = "(not a scalar)"
+		return nil
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		d.bad = n.Value
+		return nil
+	}
+	d.Duration, d.bad = v, ""
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// Defaults.
+const (
+	defaultDataDir     = "./sluice-data"
+	defaultAdminListen = "127.0.0.1:9090"
+	defaultGrace       = 10 * time.Second
+)
+
+// LoadConfig reads, defaults and validates a configuration file.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := ParseConfig(b, filepath.Base(path))
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ParseConfig decodes a configuration and applies defaults; it does not
+// validate. name is used in error messages. Unknown keys are an error.
+func ParseConfig(b []byte, name string) (*Config, error) {
+	c := &Config{file: name}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: %s", name, yamlMessage(err))
+	}
+	// A second document is almost certainly a mistake ("---" in the
+	// middle of the file); refuse rather than ignore it.
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, fmt.Errorf("%s: more than one YAML document; refserver reads one", name)
+	}
+	c.applyDefaults()
+	return c, nil
+}
+
+var yamlTypeRE = regexp.MustCompile(`field (\S+) not found in type \S+`)
+
+// yamlMessage shortens yaml.v3's errors: "unknown field" instead of a Go
+// type name a user never wrote.
+func yamlMessage(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
+	msg = yamlTypeRE.ReplaceAllString(msg, `unknown field "$1"`)
+	lines := strings.Split(msg, "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	return strings.Join(lines, "; ")
+}
+
+func (c *Config) applyDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = defaultDataDir
+	}
+	if c.Admin.Listen == "" {
+		c.Admin.Listen = defaultAdminListen
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.ShutdownGrace.Duration == 0 && c.ShutdownGrace.bad == "" {
+		c.ShutdownGrace.Duration = defaultGrace
+	}
+	if c.Policy.Default == "" {
+		c.Policy.Default = "deny"
+	}
+	if c.Recording.Dir == "" {
+		c.Recording.Dir = filepath.Join(c.DataDir, "recordings")
+	}
+	if c.Recording.Fsync == "" {
+		c.Recording.Fsync = "interval"
+	}
+	if c.Recording.FsyncInterval.Duration == 0 && c.Recording.FsyncInterval.bad == "" && c.Recording.Fsync == "interval" {
+		c.Recording.FsyncInterval.Duration = time.Second
+	}
+}
+
+var (
+	targetNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	envNameRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// Validate checks every field and returns all problems at once, each naming
+// the file and the field.
+func (c *Config) Validate() error {
+	v := &validator{file: c.file}
+	if v.file == "" {
+		v.file = "config"
+	}
+	if c.DataDir == "" {
+		v.add("data_dir", "must not be empty")
+	}
+	v.hostPort("admin.listen", c.Admin.Listen)
+	if c.Admin.TokenSHA256 != "" {
+		v.sha256("admin.token_sha256", c.Admin.TokenSHA256)
+	}
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", c.Log.Format, "text", "json")
+
+	for i, t := range c.Identity.Tokens {
+		f := fmt.Sprintf("identity.tokens[%d]", i)
+		if t.Subject == "" {
+			v.add(f+".subject", "is required")
+		}
+		switch {
+		case t.SHA256 != "" && t.Env != "":
+			v.add(f, "set sha256 or env, not both")
+		case t.SHA256 != "":
+			v.sha256(f+".sha256", t.SHA256)
+		case t.Env != "":
+			if !envNameRE.MatchString(t.Env) {
+				v.add(f+".env", fmt.Sprintf("%q is not an environment variable name", t.Env))
+			}
+		default:
+			v.add(f, "one of sha256 (the token's SHA-256, from `refserver token hash`) or env is required")
+		}
+	}
+
+	if len(c.Targets) == 0 {
+		v.add("targets", "at least one target is required")
+	}
+	names := map[string]int{}
+	listens := map[string]string{c.Admin.Listen: "admin.listen"}
+	for i, t := range c.Targets {
+		f := fmt.Sprintf("targets[%d]", i)
+		switch {
+		case t.Name == "":
+			v.add(f+".name", "is required")
+		case !targetNameRE.MatchString(t.Name):
+			v.add(f+".name", fmt.Sprintf("%q: use letters, digits, '.', '_' and '-'", t.Name))
+		default:
+			if j, dup := names[t.Name]; dup {
+				v.add(f+".name", fmt.Sprintf("%q is already used by targets[%d]", t.Name, j))
+			}
+			names[t.Name] = i
+		}
+		if t.Protocol == "" {
+			v.add(f+".protocol", "is required")
+		} else if _, err := protocol.Lookup(t.Protocol); err != nil {
+			v.add(f+".protocol", fmt.Sprintf("unknown protocol %q (available: %s)", t.Protocol, strings.Join(protocol.Protocols(), ", ")))
+		}
+		if v.hostPort(f+".listen", t.Listen) && !strings.HasSuffix(t.Listen, ":0") { // port 0: any free port
+			if other, dup := listens[t.Listen]; dup {
+				v.add(f+".listen", fmt.Sprintf("%s is already used by %s", t.Listen, other))
+			}
+			listens[t.Listen] = f + ".listen"
+		}
+		v.hostPort(f+".address", t.Address)
+		if t.SSLMode != "" {
+			v.oneOf(f+".sslmode", t.SSLMode, "disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+		}
+		for _, k := range []string{"database", "sslmode"} {
+			if _, ok := t.Options[k]; ok {
+				v.add(f+".options."+k, fmt.Sprintf("set it with %s.%s", f, k))
+			}
+		}
+		if t.Credential.Username == "" {
+			v.add(f+".credential.username", "is required (the backend user the gateway logs in as)")
+		}
+		if err := credstore.ValidateRef(t.Credential); err != nil {
+			v.add(f+".credential.password", err.Error())
+		} else if strings.HasPrefix(t.Credential.Password, "inline:") && !c.Credentials.AllowInline {
+			v.add(f+".credential.password", "inline secrets are refused unless credentials.allow_inline is true; use env: or file:")
+		}
+		switch {
+		case t.TLS.Disable && (t.TLS.CertFile != "" || t.TLS.KeyFile != ""):
+			v.add(f+".tls", "disable cannot be combined with cert_file/key_file")
+		case (t.TLS.CertFile == "") != (t.TLS.KeyFile == ""):
+			v.add(f+".tls", "set both cert_file and key_file, or neither for a self-signed certificate")
+		}
+		v.nonNegative(f+".max_sessions", t.MaxSessions)
+		v.duration(f+".handshake_timeout", t.HandshakeTimeout)
+		v.duration(f+".connect_timeout", t.ConnectTimeout)
+		v.nonNegative(f+".max_message_size", t.MaxMessageSize)
+		v.nonNegative(f+".record_rows", t.RecordRows)
+		v.nonNegative(f+".record_bytes", t.RecordBytes)
+	}
+
+	v.duration("shutdown_grace", c.ShutdownGrace)
+	v.oneOf("policy.default", c.Policy.Default, "allow", "deny")
+
+	if c.Recording.Dir == "" {
+		v.add("recording.dir", "must not be empty")
+	}
+	v.oneOf("recording.fsync", c.Recording.Fsync, "interval", "always", "never")
+	v.duration("recording.fsync_interval", c.Recording.FsyncInterval)
+	if c.Recording.Fsync != "interval" && c.Recording.FsyncInterval.Duration != 0 {
+		v.add("recording.fsync_interval", "only applies with fsync: interval")
+	}
+	return v.err()
+}
+
+type validator struct {
+	file string
+	errs []error
+}
+
+func (v *validator) add(field, msg string) {
+	v.errs = append(v.errs, fmt.Errorf("%s: %s: %s", v.file, field, msg))
+}
+
+func (v *validator) err() error { return errors.Join(v.errs...) }
+
+func (v *validator) oneOf(field, val string, allowed ...string) {
+	for _, a := range allowed {
+		if val == a {
+			return
+		}
+	}
+	v.add(field, fmt.Sprintf("%q is not one of %s", val, strings.Join(allowed, ", ")))
+}
+
+// hostPort checks a host:port address and reports whether it is valid.
+func (v *validator) hostPort(field, val string) bool {
+	if val == "" {
+		v.add(field, "is required (host:port)")
+		return false
+	}
+	_, port, err := net.SplitHostPort(val)
+	if err != nil {
+		v.add(field, fmt.Sprintf("%q: must be host:port", val))
+		return false
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.add(field, fmt.Sprintf("%q: port must be a number from 0 to 65535", val))
+		return false
+	}
+	return true
+}
+
+func (v *validator) sha256(field, val string) {
+	b, err := hex.DecodeString(strings.TrimSpace(val))
+	if err != nil || len(b) != 32 {
+		v.add(field, "must be 64 hex digits (see `refserver token hash`)")
+	}
+}
+
+func (v *validator) nonNegative(field string, n int) {
+	if n < 0 {
+		v.add(field, "must not be negative")
+	}
+}
+
+func (v *validator) duration(field string, d Duration) {
+	switch {
+	case d.bad != "":
+		v.add(field, fmt.Sprintf("%q is not a duration (use Go syntax such as 30s or 5m)", d.bad))
+	case d.Duration < 0:
+		v.add(field, "must not be negative")
+	}
+}

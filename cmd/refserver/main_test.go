@@ -1,0 +1,13 @@
+package main
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package if a test leaves a goroutine behind (an
+// unclosed connection, a server left running).
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}

@@ -1,0 +1,371 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sluicegw/sluice/credstore"
+	"github.com/sluicegw/sluice/gateway"
+	"github.com/sluicegw/sluice/identity"
+	"github.com/sluicegw/sluice/policy"
+	"github.com/sluicegw/sluice/protocol"
+	_ "github.com/sluicegw/sluice/protocol/postgres" // registers "postgres"
+	"github.com/sluicegw/sluice/recording"
+)
+
+// shutdownSlack is how long past the grace period a shutdown may take: the
+// gateway waits up to 5s for terminated sessions to end.
+const shutdownSlack = 10 * time.Second
+
+func (c *cli) serve(ctx context.Context, args []string) error {
+	fs := c.newFlags("serve", "serve [--config FILE]")
+	configPath := fs.String("config", "", "configuration `FILE` (YAML); without it, run the embedded demo")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErr("serve takes no arguments (did you mean --config %s?)", pos[0])
+	}
+
+	var (
+		cfg  *Config
+		demo *demoResult
+	)
+	if *configPath != "" {
+		if cfg, err = LoadConfig(*configPath); err != nil {
+			return err
+		}
+	} else {
+		if cfg, demo, err = demoConfig(ctx); err != nil {
+			return err
+		}
+	}
+
+	logger, err := newLogger(cfg.Log, c.stderr)
+	if err != nil {
+		return err
+	}
+	srv, err := newServer(cfg, logger)
+	if err != nil {
+		return err
+	}
+	if err := srv.start(ctx); err != nil {
+		return err
+	}
+	if demo != nil {
+		srv.printDemo(c.stdout, demo)
+	}
+	return srv.wait(ctx)
+}
+
+// demoConfig loads the embedded configuration and prepares the demo
+// database it points at.
+func demoConfig(ctx context.Context) (*Config, *demoResult, error) {
+	cfg, err := ParseConfig(exampleConfig, exampleConfigName)
+	if err != nil {
+		return nil, nil, err
+	}
+	setup := demoSetup{
+		AdminConn: defaultDemoPG,
+		Role:      demoRole,
+		Database:  demoDatabase,
+		Dir:       filepath.Join(cfg.DataDir, "demo"),
+	}
+	if v := os.Getenv("SLUICE_DEMO_PG"); v != "" {
+		setup.AdminConn = v
+	}
+	res, err := prepareDemo(ctx, cfg, setup, os.Getenv("SLUICE_DEMO_LISTEN"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, res, nil
+}
+
+// prepareDemo bootstraps the demo database and points cfg at it.
+func prepareDemo(ctx context.Context, cfg *Config, setup demoSetup, listen string) (*demoResult, error) {
+	res, err := bootstrapDemo(ctx, setup)
+	if err != nil {
+		return nil, err
+	}
+	if err := applyDemo(cfg, setup, res, listen); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// printDemo tells the user how to reach the running demo.
+func (s *server) printDemo(w io.Writer, demo *demoResult) {
+	t := s.cfg.Targets[0]
+	for _, tc := range s.cfg.Targets {
+		if tc.Name == demoTargetName {
+			t = tc
+		}
+	}
+	if a := s.gw.Addr(t.Name); a != nil {
+		t.Listen = a.String()
+	}
+	fmt.Fprintf(w, "sluice demo is running. Connect with:\n\n  %s\n\nAdmin API: %s  (sessions: refserver sessions list)\nRecordings: %s  (replay: refserver replay --list)\nStop with Ctrl-C.\n",
+		demoPsqlLine(t.Listen, t.Database, demo.Token), s.adminURL(), s.cfg.Recording.Dir)
+}
+
+func newLogger(lc LogConfig, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(lc.Level)); err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if lc.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// server is a running refserver: the gateway and the admin listener.
+type server struct {
+	cfg    *Config
+	log    *slog.Logger
+	gw     *gateway.Gateway
+	admin  *http.Server
+	ln     net.Listener
+	adminC chan error
+}
+
+// newServer turns a validated configuration into constructor calls.
+func newServer(cfg *Config, logger *slog.Logger) (*server, error) {
+	gcfg, err := gatewayConfig(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	gw, err := gateway.New(gcfg)
+	if err != nil {
+		return nil, err
+	}
+	return &server{cfg: cfg, log: logger, gw: gw}, nil
+}
+
+// gatewayConfig builds the gateway's configuration and its components.
+func gatewayConfig(cfg *Config, logger *slog.Logger) (gateway.Config, error) {
+	tokens := make([]identity.StaticToken, len(cfg.Identity.Tokens))
+	for i, t := range cfg.Identity.Tokens {
+		tokens[i] = identity.StaticToken{
+			SHA256: t.SHA256, Env: t.Env,
+			Subject: t.Subject, Name: t.Name, Email: t.Email, Groups: t.Groups,
+		}
+	}
+	auth, err := identity.NewStaticTokens(tokens)
+	if err != nil {
+		return gateway.Config{}, fmt.Errorf("%s: identity.tokens: %w", cfg.file, err)
+	}
+	if len(tokens) == 0 {
+		logger.Warn("no identity configured (identity.tokens is empty): every connection will be refused")
+	}
+
+	sink, err := recording.NewFileSink(cfg.Recording.Dir, recording.FileOptions{
+		Fsync:    recording.FsyncPolicy(cfg.Recording.Fsync),
+		Interval: cfg.Recording.FsyncInterval.Duration,
+	})
+	if err != nil {
+		return gateway.Config{}, fmt.Errorf("%s: recording: %w", cfg.file, err)
+	}
+
+	var selfSigned *tls.Config
+	targets := make([]gateway.TargetConfig, 0, len(cfg.Targets))
+	for i, t := range cfg.Targets {
+		field := fmt.Sprintf("%s: targets[%d]", cfg.file, i)
+		tc := gateway.TargetConfig{
+			Target: protocol.Target{
+				Name:     t.Name,
+				Protocol: t.Protocol,
+				Address:  t.Address,
+				Labels:   t.Labels,
+				Options:  targetOptions(t),
+			},
+			Listen:                 t.Listen,
+			Credential:             t.Credential,
+			DisableTLS:             t.TLS.Disable,
+			AllowPlaintextLoopback: t.AllowPlaintextLoopback,
+			MaxSessions:            t.MaxSessions,
+			HandshakeTimeout:       t.HandshakeTimeout.Duration,
+			Limits: protocol.Limits{
+				MaxMessageSize: t.MaxMessageSize,
+				RecordRows:     t.RecordRows,
+				RecordBytes:    t.RecordBytes,
+				ConnectTimeout: t.ConnectTimeout.Duration,
+			},
+		}
+		switch {
+		case t.TLS.Disable:
+		case t.TLS.CertFile != "":
+			cert, err := tls.LoadX509KeyPair(t.TLS.CertFile, t.TLS.KeyFile)
+			if err != nil {
+				return gateway.Config{}, fmt.Errorf("%s.tls: %w", field, err)
+			}
+			tc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		default:
+			if selfSigned == nil {
+				selfSigned, err = gateway.SelfSignedTLS(filepath.Join(cfg.DataDir, "tls"), selfSignedHosts(cfg))
+				if err != nil {
+					return gateway.Config{}, fmt.Errorf("%s.tls: self-signed certificate: %w", field, err)
+				}
+			}
+			tc.TLS = selfSigned
+		}
+		targets = append(targets, tc)
+	}
+
+	return gateway.Config{
+		DataDir:       cfg.DataDir,
+		Targets:       targets,
+		Authenticator: auth,
+		Decider:       builtinDecider(cfg.Policy.Default),
+		Credentials:   credstore.Default{AllowInline: cfg.Credentials.AllowInline},
+		Recording:     sink,
+		Logger:        logger,
+		// No Registerer: the gateway keeps a private registry, with the Go
+		// and process collectors, that /metrics serves.
+		ShutdownGrace:    cfg.ShutdownGrace.Duration,
+		AdminTokenSHA256: cfg.Admin.TokenSHA256,
+	}, nil
+}
+
+// targetOptions merges the PostgreSQL fields into the protocol options.
+func targetOptions(t TargetConfig) map[string]string {
+	opts := make(map[string]string, len(t.Options)+2)
+	for k, v := range t.Options {
+		opts[k] = v
+	}
+	if t.Database != "" {
+		opts["database"] = t.Database
+	}
+	if t.SSLMode != "" {
+		opts["sslmode"] = t.SSLMode
+	}
+	return opts
+}
+
+// selfSignedHosts are the names the self-signed certificate covers: the
+// listen hosts of the targets, plus localhost.
+func selfSignedHosts(cfg *Config) []string {
+	seen := map[string]bool{}
+	var hosts []string
+	add := func(h string) {
+		if h != "" && !seen[h] {
+			seen[h] = true
+			hosts = append(hosts, h)
+		}
+	}
+	add("localhost")
+	add("127.0.0.1")
+	for _, t := range cfg.Targets {
+		if h, _, err := net.SplitHostPort(t.Listen); err == nil {
+			if ip := net.ParseIP(h); ip == nil || !ip.IsUnspecified() {
+				add(h)
+			}
+		}
+	}
+	return hosts
+}
+
+// builtinDecider is the policy until the CEL engine replaces it in the next
+// issue: "allow" allows every command; "deny" lets sessions connect and
+// refuses every command.
+func builtinDecider(def string) policy.Decider {
+	return policy.DeciderFunc(func(_ context.Context, in *policy.Input) (protocol.Decision, error) {
+		if def == "allow" || (in.Command != nil && in.Command.Kind == protocol.KindConnect) {
+			return protocol.Decision{Action: protocol.Allow, Rules: []string{"default:" + def}}, nil
+		}
+		return protocol.Decision{
+			Action:  protocol.Deny,
+			Rules:   []string{"default:deny"},
+			Message: "denied by the default policy (policy.default: deny)",
+		}, nil
+	})
+}
+
+// start binds the admin listener and starts the gateway.
+func (s *server) start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("%s: admin.listen: %w", s.cfg.file, err)
+	}
+	if err := s.gw.Start(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+	s.ln = ln
+	if s.cfg.Admin.TokenSHA256 == "" && !isLoopback(ln.Addr()) {
+		s.log.Warn("the admin API is reachable beyond this machine without a token; set admin.token_sha256", "listen", ln.Addr().String())
+	}
+	s.admin = &http.Server{
+		Handler:           s.gw.AdminHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.adminC = make(chan error, 1)
+	go func() { s.adminC <- s.admin.Serve(ln) }()
+	targets := make([]string, 0, len(s.cfg.Targets))
+	for _, t := range s.cfg.Targets {
+		addr := t.Listen
+		if a := s.gw.Addr(t.Name); a != nil {
+			addr = a.String()
+		}
+		targets = append(targets, t.Name+"="+addr)
+	}
+	s.log.Info("refserver started", "version", buildVersion(), "admin", s.adminURL(), "targets", strings.Join(targets, " "),
+		"recordings", s.cfg.Recording.Dir, "policy.default", s.cfg.Policy.Default)
+	return nil
+}
+
+func (s *server) adminURL() string {
+	if s.ln == nil {
+		return "http://" + s.cfg.Admin.Listen
+	}
+	return "http://" + s.ln.Addr().String()
+}
+
+// wait serves until ctx is cancelled (SIGINT, SIGTERM) or the admin
+// listener fails, then shuts down: sessions get the grace period to finish
+// their command, the whole shutdown a little more.
+func (s *server) wait(ctx context.Context) error {
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		s.log.Info("shutting down", "grace", s.cfg.ShutdownGrace.String())
+	case serveErr = <-s.adminC:
+		s.log.Error("admin listener failed; shutting down", "err", serveErr)
+		serveErr = fmt.Errorf("admin listener: %w", serveErr)
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownGrace.Duration+shutdownSlack)
+	defer cancel()
+	errs := []error{serveErr}
+	if err := s.gw.Shutdown(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("gateway shutdown: %w", err))
+	}
+	if err := s.admin.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		errs = append(errs, fmt.Errorf("admin shutdown: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	s.log.Info("stopped")
+	return nil
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
