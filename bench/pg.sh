@@ -28,6 +28,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 cleanup() {
   [ -n "${gwpid:-}" ] && kill "$gwpid" 2>/dev/null && wait "$gwpid" 2>/dev/null
+  [ -f "$work/pgbouncer.pid" ] && kill "$(cat "$work/pgbouncer.pid")" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -89,6 +90,35 @@ done
 PGPASSWORD=$token psql "host=127.0.0.1 port=$GWPORT dbname=$DB user=bench sslmode=disable" -qAtc "select 1" >/dev/null \
   || { echo "gateway did not come up:"; cat "$work/refserver.log"; exit 1; }
 
+# pgbouncer, when installed, is measured alongside as a peer: a proxy in
+# the same data path that does no checking, masking or recording.
+BOUNCERPORT=${BOUNCERPORT:-16435}
+bouncer=""
+if command -v pgbouncer >/dev/null && [ "${PGBOUNCER:-1}" = 1 ]; then
+  chmod 755 "$work"
+  cat > "$work/pgbouncer.ini" <<INI
+[databases]
+$DB = host=$PGHOST port=$PGPORT dbname=$DB user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCERPORT
+auth_type = any
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 50
+logfile = $work/pgbouncer.log
+pidfile = $work/pgbouncer.pid
+unix_socket_dir =
+INI
+  if [ "$(id -u)" = 0 ]; then
+    touch "$work/pgbouncer.log"; chown postgres "$work/pgbouncer.ini" "$work/pgbouncer.log" "$work"
+    runuser -u postgres -- pgbouncer -d "$work/pgbouncer.ini" && bouncer=1
+  else
+    pgbouncer -d "$work/pgbouncer.ini" && bouncer=1
+  fi
+  sleep 0.5
+fi
+
 run() { # $1 = port, $2 = mode, $3 = password
   PGPASSWORD=$3 PGSSLMODE=disable pgbench -h 127.0.0.1 -p "$1" -U "${4:-postgres}" -S -n -M "$2" \
     -c "$CLIENTS" -j "$THREADS" -T "$DURATION" "$DB" 2>&1 \
@@ -98,16 +128,23 @@ run() { # $1 = port, $2 = mode, $3 = password
 echo "# pgbench -S -c $CLIENTS -j $THREADS -T $DURATION, $ROUNDS alternating rounds per mode"
 status=0
 for mode in $MODES; do
-  dsum=0; gsum=0
+  dsum=0; gsum=0; bsum=0
   for r in $(seq 1 "$ROUNDS"); do
     d=$(run "$PGPORT" "$mode" "")
     g=$(run "$GWPORT" "$mode" "$token" bench)
-    echo "mode=$mode round=$r direct_tps=$d gateway_tps=$g"
+    b=0
+    [ -n "$bouncer" ] && b=$(run "$BOUNCERPORT" "$mode" "")
+    echo "mode=$mode round=$r direct_tps=$d gateway_tps=$g pgbouncer_tps=$b"
     dsum=$(awk -v a="$dsum" -v b="$d" 'BEGIN { print a + b }')
     gsum=$(awk -v a="$gsum" -v b="$g" 'BEGIN { print a + b }')
+    bsum=$(awk -v a="$bsum" -v b="$b" 'BEGIN { print a + b }')
   done
   ratio=$(awk -v g="$gsum" -v d="$dsum" 'BEGIN { printf "%.3f", g / d }')
   echo "mode=$mode gateway/direct TPS ratio: $ratio"
+  if [ -n "$bouncer" ]; then
+    awk -v g="$bsum" -v d="$dsum" -v m="$mode" 'BEGIN { printf "mode=%s pgbouncer/direct TPS ratio: %.3f\n", m, g / d }'
+    awk -v g="$gsum" -v d="$bsum" -v m="$mode" 'BEGIN { printf "mode=%s gateway/pgbouncer TPS ratio: %.3f\n", m, g / d }'
+  fi
 done
 recs=$(ls "$work/data/recordings" | wc -l)
 echo "# recordings written: $recs"

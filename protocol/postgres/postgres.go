@@ -23,6 +23,7 @@ import (
 	"sync"
 
 	"github.com/sluicegw/sluice/protocol"
+	"github.com/sluicegw/sluice/protocol/postgres/pgsql"
 )
 
 // Name is the protocol name targets use.
@@ -42,13 +43,18 @@ const (
 	OptSSLRootCert = "sslrootcert"
 )
 
+// classifierCacheSize bounds the per-target cache of statement
+// classifications.
+const classifierCacheSize = 4096
+
 // Plugin relays PostgreSQL connections for one target.
 type Plugin struct {
 	target *protocol.Target
 	host   string
 	port   string
 
-	cancels cancelRegistry
+	cancels    cancelRegistry
+	classifier *pgsql.Classifier
 
 	mu    sync.Mutex
 	conns map[protocol.Session]*relay
@@ -66,7 +72,8 @@ func New(t *protocol.Target) (protocol.Plugin, error) {
 	default:
 		return nil, fmt.Errorf("postgres: target %s: options.sslmode %q is not a libpq sslmode", t.Name, m)
 	}
-	return &Plugin{target: t, host: host, port: port, conns: map[protocol.Session]*relay{}}, nil
+	return &Plugin{target: t, host: host, port: port, conns: map[protocol.Session]*relay{},
+		classifier: pgsql.NewClassifier(classifierCacheSize)}, nil
 }
 
 // Name implements protocol.Plugin.

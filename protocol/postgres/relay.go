@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/sluicegw/sluice/masking"
 	"github.com/sluicegw/sluice/protocol"
+	"github.com/sluicegw/sluice/protocol/postgres/pgsql"
 )
 
 // denySQL is sent to the backend in place of a refused command. It always
@@ -81,15 +83,25 @@ type relay struct {
 	mu          sync.Mutex
 	queue       []*pending
 	txStatus    byte
+	// settled is true when every command sent has been answered and a
+	// ReadyForQuery followed: only then has the backend reported every
+	// setting change (PostgreSQL sends ParameterStatus just before
+	// ReadyForQuery, not when a SET inside an unsynced batch runs).
+	settled     bool
 	draining    bool
 	drainReason string
 	closing     bool
 	backendErr  string // a FATAL the backend sent, for the end reason
 	serverParam map[string]string
 
+	// idle is signalled (under mu) whenever the queue empties or the
+	// session starts closing.
+	idle *sync.Cond
+
 	// Request-loop state.
-	stmts   map[string]*statement
-	portals map[string]*portal
+	stmts    map[string]*statement
+	portals  map[string]*portal
+	prepared *pgsql.PreparedSet
 
 	closeOnce sync.Once
 }
@@ -97,7 +109,7 @@ type relay struct {
 func newRelay(p *Plugin, s protocol.Session, client net.Conn, cw *writer, cr *frameReader, hj *pgconn.HijackedConn) *relay {
 	limits := s.Limits()
 	cr.max = limits.MaxMessageSize
-	return &relay{
+	r := &relay{
 		p:           p,
 		s:           s,
 		log:         s.Logger(),
@@ -112,7 +124,10 @@ func newRelay(p *Plugin, s protocol.Session, client net.Conn, cw *writer, cr *fr
 		serverParam: hj.ParameterStatuses,
 		stmts:       map[string]*statement{},
 		portals:     map[string]*portal{},
+		prepared:    pgsql.NewPreparedSet(),
 	}
+	r.idle = sync.NewCond(&r.mu)
+	return r
 }
 
 // run relays until either side ends, the session is terminated, or it is
@@ -166,6 +181,7 @@ func (r *relay) closeConns() {
 	r.closeOnce.Do(func() {
 		r.mu.Lock()
 		r.closing = true
+		r.idle.Broadcast()
 		r.mu.Unlock()
 		_ = r.client.Close()
 		_ = r.backend.Close()
@@ -206,6 +222,7 @@ func (r *relay) push(ps ...*pending) bool {
 		return false
 	}
 	r.queue = append(r.queue, ps...)
+	r.settled = false
 	return true
 }
 
@@ -227,6 +244,9 @@ func (r *relay) pop() *pending {
 	p := r.queue[0]
 	r.queue[0] = nil
 	r.queue = r.queue[1:]
+	if len(r.queue) == 0 {
+		r.idle.Broadcast()
+	}
 	return p
 }
 
@@ -238,6 +258,9 @@ func (r *relay) skipToSync() {
 	for len(r.queue) > 0 && r.queue[0].typ != 'S' {
 		r.queue[0] = nil
 		r.queue = r.queue[1:]
+	}
+	if len(r.queue) == 0 {
+		r.idle.Broadcast()
 	}
 }
 
@@ -309,6 +332,7 @@ func (r *relay) handleFrontend(ctx context.Context, typ byte, body []byte, msg p
 	case *pgproto3.Close:
 		if m.ObjectType == 'S' {
 			delete(r.stmts, m.Name)
+			r.prepared.Remove(m.Name)
 		} else {
 			delete(r.portals, m.Name)
 		}
@@ -354,10 +378,15 @@ func (r *relay) check(ctx context.Context, cmd *protocol.Command) (protocol.Deci
 }
 
 func (r *relay) handleQuery(ctx context.Context, body []byte, m *pgproto3.Query) error {
-	dec, refusal := r.check(ctx, &protocol.Command{Protocol: Name, Kind: protocol.KindQuery, Text: m.String})
+	an, sql, err := r.classify(m.String)
+	if err != nil {
+		return err
+	}
+	dec, refusal := r.check(ctx, &protocol.Command{Protocol: Name, Kind: protocol.KindQuery, Text: m.String, SQL: sql})
 	if refusal != nil {
 		return r.refuseSimple(refusal)
 	}
+	r.prepared.Observe(an)
 	// A simple query replaces the unnamed statement and portal.
 	delete(r.stmts, "")
 	delete(r.portals, "")
@@ -380,7 +409,11 @@ func (r *relay) refuseSimple(e *pgproto3.ErrorResponse) error {
 }
 
 func (r *relay) handleParse(ctx context.Context, body []byte, m *pgproto3.Parse) error {
-	cmd := &protocol.Command{Protocol: Name, Kind: protocol.KindQuery, Text: m.Query,
+	_, sql, err := r.classify(m.Query)
+	if err != nil {
+		return err
+	}
+	cmd := &protocol.Command{Protocol: Name, Kind: protocol.KindQuery, Text: m.Query, SQL: sql,
 		Attrs: map[string]string{"extended": "parse", "statement": m.Name}}
 	dec, refusal := r.check(ctx, cmd)
 	if refusal != nil {
@@ -390,6 +423,7 @@ func (r *relay) handleParse(ctx context.Context, body []byte, m *pgproto3.Parse)
 		delete(r.stmts, m.Name)
 		delete(r.stmts, "")
 		delete(r.portals, "")
+		r.prepared.Remove("")
 		if !r.push(&pending{typ: 'P', synthetic: true}, &pending{typ: 'B', synthetic: true}, &pending{typ: 'E', deny: refusal}) {
 			return errClientClosed
 		}
@@ -402,7 +436,104 @@ func (r *relay) handleParse(ctx context.Context, body []byte, m *pgproto3.Parse)
 	}
 	st := &statement{name: m.Name, text: m.Query, seq: dec.Seq, dec: dec}
 	r.stmts[m.Name] = st
+	r.prepared.Add(m.Name, sql)
 	return r.forward('P', body, &pending{typ: 'P', stmt: st})
+}
+
+// classify parses a command's SQL the way the backend will lex it. The
+// lexing depends on session settings the backend reports in
+// ParameterStatus (standard_conforming_strings, client_encoding); a text
+// whose lexing could depend on them (it has a backslash) is classified
+// only once nothing is in flight, so that no pipelined command can change
+// the settings between classification and execution.
+//
+// Inside an extended-protocol batch with no Sync yet, a SET may already
+// have run without being reported; then the text is classified under both
+// lexings and the policy sees the statements of both (a text whose
+// backslashes also meet non-ASCII bytes is refused there, since a change
+// of client_encoding cannot be modelled that way).
+func (r *relay) classify(text string) (*pgsql.Result, *protocol.SQL, error) {
+	settled := true
+	if strings.IndexByte(text, '\\') >= 0 {
+		if err := r.waitIdle(); err != nil {
+			return nil, nil, err
+		}
+		r.mu.Lock()
+		settled = r.settled
+		r.mu.Unlock()
+	}
+	r.mu.Lock()
+	opts := pgsql.DefaultOptions()
+	opts.StandardConformingStrings = r.serverParam["standard_conforming_strings"] != "off"
+	opts.ClientEncoding = r.serverParam["client_encoding"]
+	r.mu.Unlock()
+	an := r.p.classifier.Analyze(text, opts)
+	if !settled {
+		if hasNonASCII(text) {
+			an = &pgsql.Result{SQL: &protocol.SQL{ParseError: "the session's lexing settings may be changing in this unsynced batch, and the text mixes backslashes with non-ASCII bytes; send a Sync first"}}
+		} else {
+			opts.StandardConformingStrings = !opts.StandardConformingStrings
+			an = unionResults(an, r.p.classifier.Analyze(text, opts))
+		}
+	}
+	return an, r.prepared.Resolve(an), nil
+}
+
+func hasNonASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+// unionResults merges two lexings of one text: every statement either
+// would run, with the rollups of both. A lexing that does not parse would
+// make the server reject the text, so it adds nothing; only when neither
+// parses is the result a parse error.
+func unionResults(a, b *pgsql.Result) *pgsql.Result {
+	switch {
+	case b.SQL.ParseError != "":
+		return a
+	case a.SQL.ParseError != "":
+		return b
+	}
+	out := &pgsql.Result{SQL: &protocol.SQL{
+		Statements: append(append([]protocol.Statement(nil), a.SQL.Statements...), b.SQL.Statements...),
+		Writes:     a.SQL.Writes || b.SQL.Writes,
+		DDL:        a.SQL.DDL || b.SQL.DDL,
+	}}
+	out.Effects = append(out.Effects, a.Effects...)
+	for _, e := range b.Effects {
+		e.Stmt += len(a.SQL.Statements)
+		out.Effects = append(out.Effects, e)
+	}
+	return out
+}
+
+// waitIdle waits until every forwarded command has been answered, asking
+// the backend to flush replies it may be holding for a Sync.
+func (r *relay) waitIdle() error {
+	r.mu.Lock()
+	busy := len(r.queue) > 0
+	r.mu.Unlock()
+	if !busy {
+		return nil
+	}
+	_ = r.bw.raw('H', nil)
+	if err := r.bw.flush(); err != nil {
+		return fmt.Errorf("writing to backend: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for len(r.queue) > 0 && !r.closing {
+		r.idle.Wait()
+	}
+	if r.closing {
+		return errClientClosed
+	}
+	return nil
 }
 
 func errorResponse(code, msg string) *pgproto3.ErrorResponse {
@@ -544,6 +675,10 @@ func (r *relay) handleBackend(ctx context.Context, typ byte, body []byte) error 
 			if t == 'S' || t == 'Q' {
 				break
 			}
+		}
+		if len(r.queue) == 0 {
+			r.settled = true
+			r.idle.Broadcast()
 		}
 		if len(body) == 1 {
 			r.txStatus = body[0]

@@ -1,0 +1,124 @@
+package pgsql
+
+import (
+	"container/list"
+	"sync"
+
+	"github.com/sluicegw/sluice/protocol"
+)
+
+// Classifier is Analyze behind a bounded LRU cache keyed by the text and
+// the lexing settings, for the per-command hot path where the same texts
+// repeat. It is safe for concurrent use. Every call returns a fresh copy, so
+// callers may keep or change what they get without touching the cache.
+type Classifier struct {
+	size int
+	// MaxTextLen is the longest text that is cached (longer texts are
+	// classified every time); set it before first use. Default 64 KiB.
+	MaxTextLen int
+
+	mu      sync.Mutex
+	entries map[cacheKey]*list.Element
+	order   *list.List // front: most recently used
+}
+
+// cacheKey is what a classification depends on. The settings are reduced to
+// what the parser distinguishes.
+type cacheKey struct {
+	scs   bool
+	bqOff bool
+	sql   string
+}
+
+type cacheEntry struct {
+	key cacheKey
+	res *Result
+}
+
+// NewClassifier returns a Classifier caching up to size results (at least 1).
+func NewClassifier(size int) *Classifier {
+	size = max(size, 1)
+	return &Classifier{size: size, MaxTextLen: 64 << 10, entries: make(map[cacheKey]*list.Element, size), order: list.New()}
+}
+
+// Classify is the cached form of the package's Classify.
+func (c *Classifier) Classify(sql string, opts Options) *protocol.SQL {
+	return c.Analyze(sql, opts).SQL
+}
+
+// Analyze is the cached form of the package's Analyze.
+func (c *Classifier) Analyze(sql string, opts Options) *Result {
+	if len(sql) > c.MaxTextLen || encodingIsUnsafe(opts.ClientEncoding) {
+		return Analyze(sql, opts)
+	}
+	key := cacheKey{scs: opts.StandardConformingStrings, bqOff: parserOptions(opts)&bqOffBit != 0, sql: sql}
+	c.mu.Lock()
+	if e, ok := c.entries[key]; ok {
+		c.order.MoveToFront(e)
+		res := e.Value.(*cacheEntry).res
+		c.mu.Unlock()
+		return res.clone()
+	}
+	c.mu.Unlock()
+
+	res := Analyze(sql, opts)
+	c.mu.Lock()
+	if _, ok := c.entries[key]; !ok {
+		c.entries[key] = c.order.PushFront(&cacheEntry{key: key, res: res.clone()})
+		for c.order.Len() > c.size {
+			last := c.order.Back()
+			c.order.Remove(last)
+			delete(c.entries, last.Value.(*cacheEntry).key)
+		}
+	}
+	c.mu.Unlock()
+	return res
+}
+
+// Len returns the number of cached results.
+func (c *Classifier) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.order.Len()
+}
+
+// clone returns a deep copy of r.
+func (r *Result) clone() *Result {
+	out := &Result{SQL: cloneSQL(r.SQL)}
+	if r.Effects != nil {
+		out.Effects = make([]Effect, len(r.Effects))
+		for i, e := range r.Effects {
+			out.Effects[i] = e
+			if e.Body != nil {
+				out.Effects[i].Body = cloneSQL(e.Body)
+			}
+		}
+	}
+	return out
+}
+
+// cloneSQL returns a deep copy of s, with all name lists in one allocation.
+func cloneSQL(s *protocol.SQL) *protocol.SQL {
+	if s == nil {
+		return nil
+	}
+	out := *s
+	out.Statements = make([]protocol.Statement, len(s.Statements))
+	n := 0
+	for _, st := range s.Statements {
+		n += len(st.Tables) + len(st.Functions)
+	}
+	names := make([]string, 0, n)
+	for i, st := range s.Statements {
+		out.Statements[i] = st
+		if st.Tables != nil {
+			names = append(names, st.Tables...)
+			out.Statements[i].Tables = names[len(names)-len(st.Tables) : len(names) : len(names)]
+		}
+		if st.Functions != nil {
+			names = append(names, st.Functions...)
+			out.Statements[i].Functions = names[len(names)-len(st.Functions) : len(names) : len(names)]
+		}
+	}
+	return &out
+}

@@ -1,0 +1,82 @@
+package pgsql
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestClassifierCaches(t *testing.T) {
+	c := NewClassifier(2)
+	o := DefaultOptions()
+	a := c.Classify("DELETE FROM t WHERE a = 1", o)
+	require.Equal(t, 1, c.Len())
+	assert.Equal(t, Classify("DELETE FROM t WHERE a = 1", o), a)
+
+	// Callers cannot corrupt the cache.
+	a.Statements[0].Kind = "SELECT"
+	a.Statements[0].Tables[0] = "x"
+	a.Writes = false
+	b := c.Classify("DELETE FROM t WHERE a = 1", o)
+	assert.Equal(t, "DELETE", b.Statements[0].Kind)
+	assert.Equal(t, []string{"t"}, b.Statements[0].Tables)
+	assert.True(t, b.Writes)
+	r := c.Analyze("PREPARE p AS DELETE FROM t", o)
+	r.Effects[0].Body.Statements[0].Kind = "SELECT"
+	assert.Equal(t, "DELETE", c.Analyze("PREPARE p AS DELETE FROM t", o).Effects[0].Body.Statements[0].Kind)
+
+	// Bounded, least recently used out.
+	c.Classify("SELECT 1", o)
+	c.Classify("SELECT 2", o)
+	assert.Equal(t, 2, c.Len())
+}
+
+func TestClassifierKeysBySettings(t *testing.T) {
+	c := NewClassifier(10)
+	sql := `SELECT 'x\'' ; DROP TABLE t; -- '`
+	on := c.Classify(sql, DefaultOptions())
+	off := c.Classify(sql, Options{StandardConformingStrings: false})
+	bqOff := c.Classify(sql, Options{StandardConformingStrings: false, BackslashQuote: "off"})
+	assert.Equal(t, []string{"SELECT"}, kinds(on))
+	assert.Equal(t, []string{"SELECT", "DROP"}, kinds(off))
+	assert.NotEmpty(t, bqOff.ParseError)
+	assert.Equal(t, []string{"SELECT"}, kinds(c.Classify(sql, DefaultOptions())))
+	assert.Equal(t, []string{"SELECT", "DROP"}, kinds(c.Classify(sql, Options{})))
+	assert.NotEmpty(t, c.Classify(sql, Options{StandardConformingStrings: true, ClientEncoding: "SJIS"}).ParseError)
+	// "on" and "safe_encoding" lex alike and share an entry.
+	n := c.Len()
+	c.Classify(sql, Options{StandardConformingStrings: true, BackslashQuote: "on"})
+	assert.Equal(t, n, c.Len())
+}
+
+func TestClassifierLongTextsBypassCache(t *testing.T) {
+	c := NewClassifier(10)
+	c.MaxTextLen = 10
+	s := c.Classify("SELECT 1 FROM long_table_name", DefaultOptions())
+	assert.Equal(t, []string{"SELECT"}, kinds(s))
+	assert.Equal(t, 0, c.Len())
+}
+
+func TestClassifierConcurrent(t *testing.T) {
+	c := NewClassifier(16)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 300; i++ {
+				sql := fmt.Sprintf("UPDATE t%d SET a = 1 WHERE b = %d", i%32, i)
+				s := c.Classify(sql, DefaultOptions())
+				if !assert.Equal(t, []string{"UPDATE"}, kinds(s)) {
+					return
+				}
+				s.Statements[0].Tables[0] = "mine"
+			}
+		}()
+	}
+	wg.Wait()
+	assert.LessOrEqual(t, c.Len(), 16)
+}
