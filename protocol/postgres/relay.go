@@ -80,9 +80,9 @@ type relay struct {
 	cw      *writer
 	bw      *writer
 
-	mu          sync.Mutex
-	queue       []*pending
-	txStatus    byte
+	mu       sync.Mutex
+	queue    []*pending
+	txStatus byte
 	// settled is true when every command sent has been answered and a
 	// ReadyForQuery followed: only then has the backend reported every
 	// setting change (PostgreSQL sends ParameterStatus just before
