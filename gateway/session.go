@@ -75,6 +75,7 @@ type session struct {
 	endReason      string // set once: the session is ending for this reason
 	handshakeTimer *time.Timer
 	expiryTimer    *time.Timer
+	closeTimer     *time.Timer // closes the connection if the plugin lingers after terminate
 
 	wmu    sync.Mutex // serializes recorder writes; Seq order is write order
 	rec    recording.Recorder
@@ -138,6 +139,9 @@ func (s *session) finish(serveErr error) {
 	if s.expiryTimer != nil {
 		s.expiryTimer.Stop()
 	}
+	if s.closeTimer != nil {
+		s.closeTimer.Stop()
+	}
 	subject := ""
 	if s.ident != nil {
 		subject = s.ident.Subject
@@ -197,9 +201,27 @@ func (s *session) setEndReason(reason string) {
 	s.mu.Unlock()
 }
 
-// terminate ends the session now: the plugin's context is cancelled and
-// the client connection closed.
+// terminateGrace is how long a terminated session's plugin has to tell
+// its client why, in its own protocol, before the connection is closed
+// under it.
+const terminateGrace = time.Second
+
+// terminate ends the session: the plugin's context is cancelled, so that
+// it can send the client its protocol's goodbye, and the connection is
+// closed at the latest terminateGrace later.
 func (s *session) terminate(reason string) {
+	s.setEndReason(reason)
+	s.cancel()
+	s.mu.Lock()
+	if s.state != sessEnded && s.closeTimer == nil {
+		s.closeTimer = time.AfterFunc(terminateGrace, func() { _ = s.conn.Close() })
+	}
+	s.mu.Unlock()
+}
+
+// cutOff ends the session at once, closing the connection under a plugin
+// that may be blocked reading from it.
+func (s *session) cutOff(reason string) {
 	s.setEndReason(reason)
 	s.cancel()
 	_ = s.conn.Close()
@@ -213,7 +235,7 @@ func (s *session) handshakeExpired() {
 	s.mu.Unlock()
 	if expired {
 		s.log.Info("handshake timeout: closing the connection", "timeout", s.t.cfg.HandshakeTimeout)
-		s.terminate("handshake timeout")
+		s.cutOff("handshake timeout")
 	}
 }
 
@@ -251,6 +273,16 @@ func (s *session) Info() protocol.SessionInfo {
 		ClientAddr: s.clientAddr,
 		Start:      s.start,
 	}
+}
+
+// CheckTransport implements protocol.Session: a credential may cross a
+// plaintext connection only from a loopback address of a target that
+// allows it.
+func (s *session) CheckTransport(state *tls.ConnectionState) error {
+	if state == nil && !(s.t.cfg.AllowPlaintextLoopback && isLoopback(s.conn.RemoteAddr())) {
+		return &clientError{msg: msgPlaintext, cause: identity.ErrUnauthenticated}
+	}
+	return nil
 }
 
 // Limits implements protocol.Session.
@@ -302,7 +334,7 @@ func (s *session) Authenticate(ctx context.Context, c identity.Credentials) (*id
 	case s.overLimit:
 		msg := fmt.Sprintf("sluice: target %s has reached its session limit (%d)", s.t.cfg.Target.Name, s.t.cfg.MaxSessions)
 		return nil, s.refuse(msg, nil, nil)
-	case c.TLS == nil && !(s.t.cfg.AllowPlaintextLoopback && isLoopback(s.conn.RemoteAddr())):
+	case s.CheckTransport(c.TLS) != nil:
 		return nil, s.refuse(msgPlaintext, identity.ErrUnauthenticated, nil)
 	}
 

@@ -57,6 +57,12 @@ type Session interface {
 	// TLSConfig is the client-facing TLS configuration, or nil when the
 	// target has none.
 	TLSConfig() *tls.Config
+	// CheckTransport reports, before the caller sends a secret, whether
+	// one may be sent over a connection with this TLS state (nil:
+	// plaintext). A plugin calls it before asking for a password, so that
+	// a refused client never puts its token on the wire; the error is
+	// safe to show the client. Authenticate enforces the same rule.
+	CheckTransport(state *tls.ConnectionState) error
 	// Authenticate verifies the caller's credentials. It refuses a token
 	// presented without TLS unless the target allows plaintext from the
 	// client's address. The returned error is safe to show the client.

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -66,8 +67,14 @@ func (s *testSession) Info() protocol.SessionInfo {
 	return protocol.SessionInfo{ID: s.id, Identity: s.ident, Target: s.h.target, Start: time.Now()}
 }
 func (s *testSession) Limits() protocol.Limits { return s.h.limits }
-func (s *testSession) TLSConfig() *tls.Config  { return s.h.tls }
-func (s *testSession) Logger() *slog.Logger    { return s.h.log.With("session_id", s.id) }
+func (s *testSession) CheckTransport(st *tls.ConnectionState) error {
+	if st == nil && s.h.tls != nil {
+		return errors.New("sluice: a token must be sent over TLS; connect with sslmode=require")
+	}
+	return nil
+}
+func (s *testSession) TLSConfig() *tls.Config { return s.h.tls }
+func (s *testSession) Logger() *slog.Logger   { return s.h.log.With("session_id", s.id) }
 func (s *testSession) Masker(d protocol.Decision) masking.RowMasker {
 	if len(d.Mask) > 0 {
 		return s.h.masker

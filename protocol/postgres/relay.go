@@ -92,6 +92,7 @@ type relay struct {
 	drainReason string
 	closing     bool
 	backendErr  string // a FATAL the backend sent, for the end reason
+	clientDone  bool   // the client sent Terminate
 	serverParam map[string]string
 
 	// idle is signalled (under mu) whenever the queue empties or the
@@ -158,9 +159,13 @@ func (r *relay) run(ctx context.Context) error {
 		respErr = <-respc
 	}
 	r.mu.Lock()
-	draining, drainReason, backendErr := r.draining && r.closing, r.drainReason, r.backendErr
+	draining, drainReason, backendErr, clientDone := r.draining && r.closing, r.drainReason, r.backendErr, r.clientDone
 	r.mu.Unlock()
 	switch {
+	case clientDone:
+		// The client said goodbye; whichever side noticed the close
+		// first, the session ended because the client ended it.
+		return nil
 	case ctx.Err() != nil && context.Cause(ctx) != nil && !gotReq && !gotResp:
 		return context.Cause(ctx)
 	case draining:
@@ -342,6 +347,9 @@ func (r *relay) handleFrontend(ctx context.Context, typ byte, body []byte, msg p
 	case *pgproto3.Flush, *pgproto3.CopyData, *pgproto3.CopyDone, *pgproto3.CopyFail:
 		return r.forward(typ, body)
 	case *pgproto3.Terminate:
+		r.mu.Lock()
+		r.clientDone = true
+		r.mu.Unlock()
 		_ = r.bw.raw(typ, body)
 		_ = r.bw.flush()
 		return errClientClosed

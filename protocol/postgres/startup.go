@@ -97,8 +97,12 @@ func (p *Plugin) Serve(ctx context.Context, client net.Conn, s protocol.Session)
 	}
 
 	// Ask for the token as a cleartext password (PostgreSQL docs,
-	// "AuthenticationCleartextPassword"); the gateway refuses it on a
-	// plaintext connection unless the target allows loopback plaintext.
+	// "AuthenticationCleartextPassword") only on a connection the gateway
+	// accepts a secret over: a client that did not negotiate TLS is
+	// refused before its token crosses the network.
+	if err := s.CheckTransport(tlsState); err != nil {
+		return fatal(codeInvalidAuthorization, clientText(err.Error()))
+	}
 	_ = fe.msg(&pgproto3.AuthenticationCleartextPassword{})
 	if err := fe.flush(); err != nil {
 		return err
