@@ -5,7 +5,7 @@
 #
 #   bench/pg.sh                      # select-only, 8 clients, 20 s, simple and prepared
 #   DURATION=10 ROUNDS=3 MODES="simple" CLIENTS=8 bench/pg.sh
-#   POLICY=path/to/policy.yaml bench/pg.sh   # with a policy loaded (when supported)
+#   POLICY=bench/policy-20.yaml bench/pg.sh  # with a 20-rule CEL policy loaded
 #
 # Needs the machine's PostgreSQL on 127.0.0.1:5432 (trust auth for user
 # postgres) and pgbench. Only loopback addresses are used; every run is

@@ -268,7 +268,10 @@ func expandPaths(paths []string) ([]string, error) {
 		for _, ent := range ents { // ReadDir sorts by name
 			name := ent.Name()
 			ext := filepath.Ext(name)
-			if strings.HasPrefix(name, ".") || (ext != ".yaml" && ext != ".yml") || ent.IsDir() {
+			// Policy unit tests (policytest's *_test.yaml) live beside
+			// the policies they test; they are not policy.
+			base := strings.TrimSuffix(name, ext)
+			if strings.HasPrefix(name, ".") || (ext != ".yaml" && ext != ".yml") || ent.IsDir() || strings.HasSuffix(base, "_test") {
 				continue
 			}
 			add(filepath.Join(p, name))

@@ -647,3 +647,12 @@ func FuzzGlob(f *testing.F) {
 		}
 	})
 }
+
+func TestLoadDirectorySkipsPolicyTests(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "p.yaml"), []byte("rules:\n  - name: r\n    match: 'true'\n    action: allow\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "p_test.yaml"), []byte("cases:\n  - name: c\n    sql: select 1\n    expect: {action: allow}\n"), 0o600))
+	e, err := Load(dir)
+	require.NoError(t, err)
+	assert.Equal(t, []string{filepath.Join(dir, "p.yaml")}, e.Files())
+}

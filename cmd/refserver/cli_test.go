@@ -34,7 +34,14 @@ type result struct {
 // and output.
 func runBinary(t *testing.T, bin, stdin string, args ...string) result {
 	t.Helper()
+	return runBinaryIn(t, "", bin, stdin, args...)
+}
+
+// runBinaryIn is runBinary in working directory dir ("" for the test's).
+func runBinaryIn(t *testing.T, dir, bin, stdin string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -95,8 +102,35 @@ func TestCLIBinary(t *testing.T) {
 		assert.Equal(t, string(exampleConfig), r.stdout)
 		path := filepath.Join(dir, "example.yaml")
 		require.NoError(t, os.WriteFile(path, []byte(r.stdout), 0o600))
-		r = runBinary(t, bin, "", "config", "validate", path)
+
+		// Its policy file is the one the demo writes on first start;
+		// validation compiles it, so it must exist.
+		wd := t.TempDir()
+		r = runBinaryIn(t, wd, bin, "", "config", "validate", path)
+		assert.Equal(t, 1, r.code)
+		assert.Contains(t, r.stderr, "policy.files[0]: stat ./sluice-data/policy.yaml: no such file or directory")
+		require.NoError(t, writeDemoPolicy(filepath.Join(wd, "sluice-data", "policy.yaml")))
+		r = runBinaryIn(t, wd, bin, "", "config", "validate", path)
 		assert.Equal(t, 0, r.code, r.stderr)
+		assert.Equal(t, path+": ok (policy: 5 rules in 1 files, default deny)\n", r.stdout)
+	})
+	t.Run("config validate compiles the policy", func(t *testing.T) {
+		pol := filepath.Join(dir, "typo.yaml")
+		require.NoError(t, os.WriteFile(pol, []byte("rules:\n  - name: typo\n    match: command.sql.wrtes\n    action: deny\n"), 0o600))
+		cfg := filepath.Join(dir, "with-policy.yaml")
+		require.NoError(t, os.WriteFile(cfg, []byte(goodConfig+"policy: {files: ['"+pol+"']}\n"), 0o600))
+		r := runBinary(t, bin, "", "config", "validate", cfg)
+		assert.Equal(t, 1, r.code)
+		assert.Contains(t, r.stderr, "with-policy.yaml: policy.files: the policy does not load:\n"+pol+`:3: rule #1 "typo": match 1:12: undefined field 'wrtes'`)
+
+		r = runBinary(t, bin, "", "serve", "--config", cfg)
+		assert.Equal(t, 1, r.code)
+		assert.Contains(t, r.stderr, pol+`:3: rule #1 "typo": match 1:12: undefined field 'wrtes'`)
+	})
+	t.Run("policy test", func(t *testing.T) {
+		r := runBinary(t, bin, "", "policy", "test", filepath.Join("..", "..", "examples", "policies"))
+		assert.Equal(t, 0, r.code, r.stderr)
+		assert.Regexp(t, `(?m)^\d+ passed, 0 failed\n\z`, r.stdout)
 	})
 	t.Run("token hash", func(t *testing.T) {
 		r := runBinary(t, bin, "s3cret-token\n", "token", "hash")
@@ -121,7 +155,8 @@ func TestCLIBinary(t *testing.T) {
 	t.Run("help", func(t *testing.T) {
 		r := runBinary(t, bin, "", "-h")
 		assert.Equal(t, 0, r.code)
-		for _, cmd := range []string{"serve", "replay", "sessions list", "sessions kill", "config validate", "config example", "token hash", "version"} {
+		for _, cmd := range []string{"serve", "replay", "sessions list", "sessions kill", "config validate", "config example",
+			"policy test", "policy eval", "policy check", "token hash", "version"} {
 			assert.Contains(t, r.stdout, "refserver "+cmd)
 		}
 	})

@@ -17,6 +17,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicegw/sluice/credstore"
+	"github.com/sluicegw/sluice/policy"
+	"github.com/sluicegw/sluice/policy/policytest"
 	"github.com/sluicegw/sluice/protocol"
 )
 
@@ -104,11 +106,28 @@ type TLSConfig struct {
 	Disable  bool   `yaml:"disable"`
 }
 
-// PolicyConfig chooses the decider. Until the CEL engine lands, the only
-// decider is built in: allow everything, or deny everything but connect.
+// PolicyConfig chooses the decider: CEL policy files (docs/policy.md), or,
+// without files, the built-in development decider.
 type PolicyConfig struct {
-	Default string `yaml:"default"` // allow or deny
+	// Files are policy files or directories; a directory contributes the
+	// *.yaml and *.yml files directly inside it except *_test.yaml (policy
+	// tests), expanded when the server starts.
+	Files []string `yaml:"files"`
+	// Default selects the built-in development decider when Files is
+	// empty: allow runs every command; deny lets sessions connect and
+	// refuses every command. With Files the policy's own default applies,
+	// and this must be unset.
+	Default string `yaml:"default"`
+	// Watch reloads the files when their content changes (default true);
+	// SIGHUP reloads them either way.
+	Watch *bool `yaml:"watch"`
+	// WatchInterval is how often the files are checked (default 1s); a
+	// change is loaded once it has stayed the same for one more interval.
+	WatchInterval Duration `yaml:"watch_interval"`
 }
+
+// watching reports whether the policy files are watched for changes.
+func (p PolicyConfig) watching() bool { return len(p.Files) > 0 && (p.Watch == nil || *p.Watch) }
 
 // RecordingConfig configures the file recording sink.
 type RecordingConfig struct {
@@ -153,6 +172,7 @@ const (
 	defaultDataDir     = "./sluice-data"
 	defaultAdminListen = "127.0.0.1:9090"
 	defaultGrace       = 10 * time.Second
+	defaultWatch       = time.Second
 )
 
 // LoadConfig reads, defaults and validates a configuration file.
@@ -221,8 +241,11 @@ func (c *Config) applyDefaults() {
 	if c.ShutdownGrace.Duration == 0 && c.ShutdownGrace.bad == "" {
 		c.ShutdownGrace.Duration = defaultGrace
 	}
-	if c.Policy.Default == "" {
+	if len(c.Policy.Files) == 0 && c.Policy.Default == "" {
 		c.Policy.Default = "deny"
+	}
+	if c.Policy.watching() && c.Policy.WatchInterval.Duration == 0 && c.Policy.WatchInterval.bad == "" {
+		c.Policy.WatchInterval.Duration = defaultWatch
 	}
 	if c.Recording.Dir == "" {
 		c.Recording.Dir = filepath.Join(c.DataDir, "recordings")
@@ -337,7 +360,7 @@ func (c *Config) Validate() error {
 	}
 
 	v.duration("shutdown_grace", c.ShutdownGrace)
-	v.oneOf("policy.default", c.Policy.Default, "allow", "deny")
+	c.validatePolicy(v)
 
 	if c.Recording.Dir == "" {
 		v.add("recording.dir", "must not be empty")
@@ -348,6 +371,77 @@ func (c *Config) Validate() error {
 		v.add("recording.fsync_interval", "only applies with fsync: interval")
 	}
 	return v.err()
+}
+
+func (c *Config) validatePolicy(v *validator) {
+	p := c.Policy
+	if len(p.Files) == 0 {
+		v.oneOf("policy.default", p.Default, "allow", "deny")
+		if p.Watch != nil {
+			v.add("policy.watch", "only applies with policy.files")
+		}
+		if p.WatchInterval.Duration != 0 || p.WatchInterval.bad != "" {
+			v.add("policy.watch_interval", "only applies with policy.files")
+		}
+		return
+	}
+	if p.Default != "" {
+		v.add("policy.default", "selects the built-in development decider, which policy.files replaces; "+
+			"remove it and give default: in a policy file")
+	}
+	for i, f := range p.Files {
+		field := fmt.Sprintf("policy.files[%d]", i)
+		switch {
+		case strings.TrimSpace(f) == "":
+			v.add(field, "must not be empty")
+		case policytest.IsTestFile(f):
+			v.add(field, fmt.Sprintf("%q is a policy test file (*%s); list the policy files it tests", f, policytest.TestFileSuffix))
+		}
+	}
+	v.duration("policy.watch_interval", p.WatchInterval)
+	if !p.watching() && p.WatchInterval.Duration != 0 {
+		v.add("policy.watch_interval", "only applies with watch: true")
+	}
+}
+
+// PolicyFiles expands policy.files: directories become the policy files
+// directly inside them (*.yaml and *.yml, not *_test.yaml), in name order.
+func (c *Config) PolicyFiles() ([]string, error) {
+	var files []string
+	for i, f := range c.Policy.Files {
+		pols, tests, err := policytest.Discover(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: policy.files[%d]: %s", c.file, i, strings.TrimPrefix(err.Error(), "policytest: "))
+		}
+		if len(pols) == 0 {
+			return nil, fmt.Errorf("%s: policy.files[%d]: %s holds only policy tests (%s); no policy files", c.file, i, f, strings.Join(tests, ", "))
+		}
+		files = append(files, pols...)
+	}
+	return files, nil
+}
+
+// CheckPolicy compiles the policy files, as serve does before it starts;
+// without files there is nothing to compile.
+func (c *Config) CheckPolicy() (*policy.Engine, error) {
+	if len(c.Policy.Files) == 0 {
+		return nil, nil
+	}
+	files, err := c.PolicyFiles()
+	if err != nil {
+		return nil, err
+	}
+	e, err := policy.Load(files...)
+	if err != nil {
+		return nil, policyError(c.file, err)
+	}
+	return e, nil
+}
+
+// policyError introduces the errors of a policy that does not load; each
+// of them names its policy file, line and rule.
+func policyError(file string, err error) error {
+	return fmt.Errorf("%s: policy.files: the policy does not load:\n%w", file, err)
 }
 
 type validator struct {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -142,6 +143,15 @@ func TestConfigValidateNamesFieldAndFile(t *testing.T) {
 		{"token bad env name", [2]string{"sha256: ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "env: 1-X"}, "test.yaml: identity.tokens[0].env: \"1-X\" is not an environment variable name"},
 		{"token subject missing", [2]string{"subject: alice", "subject: \"\""}, "test.yaml: identity.tokens[0].subject: is required"},
 		{"policy default", [2]string{"", "policy: {default: maybe}\n"}, "test.yaml: policy.default: \"maybe\" is not one of allow, deny"},
+		{"policy default with files", [2]string{"", "policy: {files: [p.yaml], default: allow}\n"}, "test.yaml: policy.default: selects the built-in development decider, which policy.files replaces"},
+		{"policy files empty entry", [2]string{"", "policy: {files: [p.yaml, '']}\n"}, "test.yaml: policy.files[1]: must not be empty"},
+		{"policy files test file", [2]string{"", "policy: {files: [p_test.yaml]}\n"}, "test.yaml: policy.files[0]: \"p_test.yaml\" is a policy test file"},
+		{"policy watch without files", [2]string{"", "policy: {watch: true}\n"}, "test.yaml: policy.watch: only applies with policy.files"},
+		{"policy watch_interval without files", [2]string{"", "policy: {watch_interval: 5s}\n"}, "test.yaml: policy.watch_interval: only applies with policy.files"},
+		{"policy watch_interval without watch", [2]string{"", "policy: {files: [p.yaml], watch: false, watch_interval: 5s}\n"}, "test.yaml: policy.watch_interval: only applies with watch: true"},
+		{"policy watch_interval bad", [2]string{"", "policy: {files: [p.yaml], watch_interval: often}\n"}, "test.yaml: policy.watch_interval: \"often\" is not a duration"},
+		{"policy watch_interval negative", [2]string{"", "policy: {files: [p.yaml], watch_interval: -1s}\n"}, "test.yaml: policy.watch_interval: must not be negative"},
+		{"policy files not a list", [2]string{"", "policy: {files: p.yaml}\n"}, "test.yaml: line"},
 		{"recording fsync", [2]string{"", "recording: {fsync: sometimes}\n"}, "test.yaml: recording.fsync: \"sometimes\" is not one of interval, always, never"},
 		{"recording fsync_interval", [2]string{"", "recording: {fsync_interval: soon}\n"}, "test.yaml: recording.fsync_interval: \"soon\" is not a duration"},
 		{"recording interval without interval policy", [2]string{"", "recording: {fsync: never, fsync_interval: 2s}\n"}, "test.yaml: recording.fsync_interval: only applies with fsync: interval"},
@@ -219,12 +229,15 @@ func TestEmbeddedExampleValidates(t *testing.T) {
 	require.NoError(t, c.Validate())
 	require.Len(t, c.Targets, 1)
 	assert.Equal(t, demoTargetName, c.Targets[0].Name)
-	assert.Equal(t, "allow", c.Policy.Default)
+	assert.Equal(t, []string{"./sluice-data/policy.yaml"}, c.Policy.Files)
+	assert.Empty(t, c.Policy.Default, "policy files replace the built-in decider")
+	assert.True(t, c.Policy.watching())
+	assert.Equal(t, time.Second, c.Policy.WatchInterval.Duration)
 
 	// What the demo does to it still validates, and wires the token and
 	// the password file in.
 	setup := demoSetup{Role: "r", Database: "d", Dir: "/data/demo"}
-	require.NoError(t, applyDemo(c, setup, &demoResult{Token: "tok", PasswordFile: "/data/demo/backend-password"}, "127.0.0.1:7000"))
+	require.NoError(t, applyDemo(c, setup, &demoResult{Token: "tok", PasswordFile: "/data/demo/backend-password", PolicyFile: "/data/policy.yaml"}, "127.0.0.1:7000"))
 	require.NoError(t, c.Validate())
 	assert.Equal(t, "127.0.0.1:7000", c.Targets[0].Listen)
 	assert.Equal(t, "d", c.Targets[0].Database)
@@ -233,6 +246,8 @@ func TestEmbeddedExampleValidates(t *testing.T) {
 	require.Len(t, c.Identity.Tokens, 1)
 	assert.Equal(t, "demo", c.Identity.Tokens[0].Subject)
 	assert.Equal(t, identity.HashToken("tok"), c.Identity.Tokens[0].SHA256)
+	assert.Equal(t, []string{"demo"}, c.Identity.Tokens[0].Groups, "the demo policy allows group demo")
+	assert.Equal(t, []string{"/data/policy.yaml"}, c.Policy.Files)
 }
 
 func TestBuiltinDecider(t *testing.T) {
@@ -271,4 +286,103 @@ func TestREADMEConfigValidates(t *testing.T) {
 	require.True(t, ok)
 	yml = strings.ReplaceAll(yml, "<64 hex digits>", strings.Repeat("ab", 32))
 	parseValid(t, yml)
+}
+
+func TestConfigPolicyFiles(t *testing.T) {
+	c := parseValid(t, goodConfig+"policy: {files: [a.yaml, dir/]}\n")
+	assert.Empty(t, c.Policy.Default, "no built-in default with files")
+	assert.True(t, c.Policy.watching(), "watch defaults to true")
+	assert.Equal(t, time.Second, c.Policy.WatchInterval.Duration)
+
+	c = parseValid(t, goodConfig+"policy: {files: [a.yaml], watch: false}\n")
+	assert.False(t, c.Policy.watching())
+	assert.Zero(t, c.Policy.WatchInterval.Duration)
+
+	c = parseValid(t, goodConfig+"policy: {files: [a.yaml], watch_interval: 250ms}\n")
+	assert.Equal(t, 250*time.Millisecond, c.Policy.WatchInterval.Duration)
+}
+
+const testPolicy = `
+rules:
+  - name: alice-connects
+    match: command.kind == "connect" && identity.subject == "alice"
+    action: allow
+  - name: no-drop
+    match: command.sql.statements.exists(s, s.kind == "DROP")
+    action: deny
+default: deny
+`
+
+func TestConfigCheckPolicy(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(testPolicy), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "a_test.yaml"), []byte("cases: []\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "b.yml"), []byte("rules: [{name: b, match: 'true', action: allow}]\n"), 0o600))
+	broken := filepath.Join(t.TempDir(), "broken.yaml")
+	require.NoError(t, os.WriteFile(broken, []byte("rules:\n  - name: typo\n    match: command.sql.wrtes\n    action: deny\n"), 0o600))
+	testsOnly := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(testsOnly, "x_test.yaml"), []byte("cases: []\n"), 0o600))
+
+	t.Run("directory: its policy files, not its tests", func(t *testing.T) {
+		c := parseValid(t, goodConfig+"policy: {files: ['"+dir+"']}\n")
+		files, err := c.PolicyFiles()
+		require.NoError(t, err)
+		assert.Equal(t, []string{filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yml")}, files)
+		e, err := c.CheckPolicy()
+		require.NoError(t, err)
+		assert.Len(t, e.Rules(), 3)
+	})
+	t.Run("compile error names the config field, file, line and rule", func(t *testing.T) {
+		c := parseValid(t, goodConfig+"policy: {files: ['"+broken+"']}\n")
+		_, err := c.CheckPolicy()
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "test.yaml: policy.files: the policy does not load:\n")
+		assert.Contains(t, err.Error(), broken+`:3: rule #1 "typo": match 1:12: undefined field 'wrtes'`)
+	})
+	t.Run("missing file", func(t *testing.T) {
+		c := parseValid(t, goodConfig+"policy: {files: ['"+filepath.Join(dir, "nope.yaml")+"']}\n")
+		_, err := c.CheckPolicy()
+		assert.ErrorContains(t, err, "test.yaml: policy.files[0]: stat "+filepath.Join(dir, "nope.yaml")+": no such file or directory")
+	})
+	t.Run("directory of tests only", func(t *testing.T) {
+		c := parseValid(t, goodConfig+"policy: {files: ['"+testsOnly+"']}\n")
+		_, err := c.CheckPolicy()
+		assert.ErrorContains(t, err, "test.yaml: policy.files[0]: "+testsOnly+" holds only policy tests")
+	})
+	t.Run("no files: the built-in decider, nothing to compile", func(t *testing.T) {
+		e, err := parseValid(t, goodConfig).CheckPolicy()
+		require.NoError(t, err)
+		assert.Nil(t, e)
+	})
+	t.Run("serve refuses a policy that does not compile", func(t *testing.T) {
+		c := parseValid(t, goodConfig+"data_dir: '"+t.TempDir()+"'\npolicy: {files: ['"+broken+"']}\n")
+		_, err := newServer(c, slog.New(slog.DiscardHandler))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), `rule #1 "typo": match 1:12: undefined field 'wrtes'`)
+	})
+}
+
+// TestDemoPolicyMatchesExample keeps the embedded demo policy the same as
+// examples/policies/demo.yaml, whose tests run in policy/policytest.
+func TestDemoPolicyMatchesExample(t *testing.T) {
+	example, err := os.ReadFile(filepath.Join("..", "..", "examples", "policies", "demo.yaml"))
+	require.NoError(t, err)
+	assert.Equal(t, string(example), string(demoPolicy), "cmd/refserver/demo-policy.yaml must be a copy of examples/policies/demo.yaml")
+}
+
+func TestWriteDemoPolicy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data", "policy.yaml")
+	require.NoError(t, writeDemoPolicy(path))
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, demoPolicy, b)
+	_, err = policy.Load(path)
+	require.NoError(t, err)
+
+	// An existing file, perhaps edited, is kept.
+	require.NoError(t, os.WriteFile(path, []byte("default: allow\n"), 0o600))
+	require.NoError(t, writeDemoPolicy(path))
+	b, err = os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, "default: allow\n", string(b))
 }

@@ -28,10 +28,19 @@ func (c *cli) config(args []string) error {
 		if len(pos) != 1 {
 			return usageErr("config validate needs exactly one FILE")
 		}
-		if _, err := LoadConfig(pos[0]); err != nil {
+		cfg, err := LoadConfig(pos[0])
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stdout, "%s: ok\n", pos[0])
+		e, err := cfg.CheckPolicy()
+		if err != nil {
+			return err
+		}
+		if e == nil {
+			fmt.Fprintf(c.stdout, "%s: ok\n", pos[0])
+		} else {
+			fmt.Fprintf(c.stdout, "%s: ok (policy: %d rules in %d files, default %s)\n", pos[0], len(e.Rules()), len(e.Files()), e.Default())
+		}
 		return nil
 	case "example":
 		if len(rest) > 0 {

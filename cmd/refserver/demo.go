@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	_ "embed"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ const (
 	demoSubject       = "demo"
 	demoPasswordFile  = "backend-password"
 	demoTokenFile     = "token"
+	demoPolicyFile    = "policy.yaml" // in the data directory
 	startPostgresHint = "start it with `pg_ctlcluster --skip-systemctl-redirect 15 main start`, or point SLUICE_DEMO_PG at a PostgreSQL superuser connection string"
 )
 
@@ -51,6 +53,38 @@ type demoResult struct {
 	Token string
 	// PasswordFile holds the backend role's password.
 	PasswordFile string
+	// PolicyFile is the demo's policy (writeDemoPolicy); empty to keep
+	// the configuration's policy.
+	PolicyFile string
+}
+
+// demoPolicy is the demo's policy, a copy of examples/policies/demo.yaml
+// (a test keeps the two the same).
+//
+//go:embed demo-policy.yaml
+var demoPolicy []byte
+
+// writeDemoPolicy writes the demo policy to path unless a file is there
+// already: the user may have edited it, and the running demo reloads it.
+func writeDemoPolicy(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("demo: create the demo policy: %w", err)
+	}
+	if _, err := f.Write(demoPolicy); err != nil {
+		f.Close()
+		return fmt.Errorf("demo: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("demo: write %s: %w", path, err)
+	}
+	return nil
 }
 
 // bootstrapDemo prepares the demo: the secrets in s.Dir, a login role with a
@@ -211,8 +245,9 @@ func readOrCreateSecret(path string) (string, error) {
 
 // applyDemo points the embedded configuration at what bootstrapDemo
 // prepared: the demo target logs in as the demo role with the password file,
-// listens where SLUICE_DEMO_LISTEN says (if set), and the demo token is
-// accepted for subject "demo".
+// listens where SLUICE_DEMO_LISTEN says (if set), the demo token is
+// accepted for subject "demo" (group demo), and the demo policy file is
+// the policy.
 func applyDemo(cfg *Config, s demoSetup, res *demoResult, listen string) error {
 	var t *TargetConfig
 	for i := range cfg.Targets {
@@ -225,6 +260,9 @@ func applyDemo(cfg *Config, s demoSetup, res *demoResult, listen string) error {
 	}
 	t.Database = s.Database
 	t.Credential = credstore.Ref{Username: s.Role, Password: "file:" + res.PasswordFile}
+	if res.PolicyFile != "" {
+		cfg.Policy.Files, cfg.Policy.Default = []string{res.PolicyFile}, ""
+	}
 	if listen != "" {
 		t.Listen = listen
 	}

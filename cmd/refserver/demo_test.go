@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -217,6 +218,26 @@ func TestDemoServe(t *testing.T) {
 	require.NoError(t, err, "psql: %s\nlogs:\n%s", out, logs.String())
 	assert.Equal(t, "Ada Lovelace\n", string(out))
 
+	// The demo policy, written to the data directory, refuses what would
+	// destroy the demo data.
+	assert.Equal(t, []string{filepath.Join(dir, "policy.yaml")}, cfg.Policy.Files)
+	written, err := os.ReadFile(filepath.Join(dir, "policy.yaml"))
+	require.NoError(t, err)
+	assert.Equal(t, demoPolicy, written)
+	assert.Contains(t, banner.String(), "Policy: "+filepath.Join(dir, "policy.yaml"))
+	for sql, want := range map[string]string{
+		"DROP TABLE customers":   "DROP and TRUNCATE are not allowed in the demo (rule demo-sql, no-drop-or-truncate)",
+		"DELETE FROM customers":  "DELETE and UPDATE need a WHERE clause in the demo",
+		"SELEC name FROM people": "the statement could not be parsed",
+	} {
+		out, err = exec.CommandContext(ctx, psql, "-X", "-At", m[1], "-c", sql).CombinedOutput()
+		require.Error(t, err, "psql %q must fail: %s", sql, out)
+		assert.Contains(t, string(out), want, sql)
+	}
+	out, err = exec.CommandContext(ctx, psql, "-X", "-At", m[1], "-c", "SELECT count(*) FROM customers").CombinedOutput()
+	require.NoError(t, err, "psql: %s", out)
+	assert.Equal(t, fmt.Sprintf("%d\n", len(demoRows)), string(out), "nothing was deleted")
+
 	// The self-signed certificate was generated in the data directory.
 	_, err = os.Stat(filepath.Join(dir, "tls", "cert.pem"))
 	assert.NoError(t, err)
@@ -226,7 +247,9 @@ func TestDemoServe(t *testing.T) {
 	assert.Contains(t, logs.String(), "msg=stopped")
 	sums, err := recording.List(cfg.Recording.Dir)
 	require.NoError(t, err)
-	require.Len(t, sums, 1)
-	assert.Equal(t, "demo", sums[0].Subject)
-	assert.True(t, sums[0].Complete)
+	require.Len(t, sums, 5, "one session per psql run")
+	for _, sum := range sums {
+		assert.Equal(t, "demo", sum.Subject)
+		assert.True(t, sum.Complete)
+	}
 }

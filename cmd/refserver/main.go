@@ -2,7 +2,7 @@
 // into a running gateway (targets, identity, policy, recording, credentials
 // and an admin HTTP listener), and offers the operator's tools around it:
 // replaying recordings, listing and ending sessions, checking
-// configurations and hashing tokens.
+// configurations, testing and explaining policies, and hashing tokens.
 //
 // Run `refserver -h` for the commands.
 package main
@@ -41,9 +41,21 @@ Usage:
         (default http://127.0.0.1:9090; the token may also come from
         SLUICE_ADMIN_TOKEN).
   refserver config validate FILE
-        Check a configuration file; every problem names its field.
+        Check a configuration file, and compile its policy files; every
+        problem names its field (or policy file, line and rule).
   refserver config example
         Print the embedded default configuration (the demo's).
+  refserver policy test PATH...
+        Run policy tests: PATHs are policy files, test files (*_test.yaml)
+        and directories of both. Prints PASS or FAIL per case, the summary
+        and the rules no case matched; exit status 1 on any failure.
+  refserver policy eval --policy PATH... (--sql TEXT | --http 'METHOD PATH' |
+        --k8s verb=V,resource=R,... | --ssh COMMAND | --connect)
+        [--subject S] [--groups a,b] [--target NAME] [--target-label k=v]...
+        Decide one command and explain: each rule, matched or not, then
+        the decision.
+  refserver policy check PATH...
+        Compile policy files (directories: their *.yaml, tests skipped).
   refserver token hash
         Read a token on standard input and print its SHA-256 for
         identity.tokens[].sha256 or admin.token_sha256.
@@ -95,6 +107,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = c.sessions(ctx, rest)
 	case "config":
 		err = c.config(rest)
+	case "policy":
+		err = c.policy(rest)
 	case "token":
 		err = c.token(rest)
 	case "version", "--version", "-version":

@@ -10,8 +10,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sluicegw/sluice/credstore"
@@ -98,6 +101,10 @@ func prepareDemo(ctx context.Context, cfg *Config, setup demoSetup, listen strin
 	if err != nil {
 		return nil, err
 	}
+	res.PolicyFile = filepath.Join(cfg.DataDir, demoPolicyFile)
+	if err := writeDemoPolicy(res.PolicyFile); err != nil {
+		return nil, err
+	}
 	if err := applyDemo(cfg, setup, res, listen); err != nil {
 		return nil, err
 	}
@@ -118,8 +125,8 @@ func (s *server) printDemo(w io.Writer, demo *demoResult) {
 	if a := s.gw.Addr(t.Name); a != nil {
 		t.Listen = a.String()
 	}
-	fmt.Fprintf(w, "sluice demo is running. Connect with:\n\n  %s\n\nAdmin API: %s  (sessions: refserver sessions list)\nRecordings: %s  (replay: refserver replay --list)\nStop with Ctrl-C.\n",
-		demoPsqlLine(t.Listen, t.Database, demo.Token), s.adminURL(), s.cfg.Recording.Dir)
+	fmt.Fprintf(w, "sluice demo is running. Connect with:\n\n  %s\n\nPolicy: %s  (reads and writes allowed; try DROP TABLE customers; edits reload)\nAdmin API: %s  (sessions: refserver sessions list)\nRecordings: %s  (replay: refserver replay --list)\nStop with Ctrl-C.\n",
+		demoPsqlLine(t.Listen, t.Database, demo.Token), strings.Join(s.cfg.Policy.Files, " "), s.adminURL(), s.cfg.Recording.Dir)
 }
 
 func newLogger(lc LogConfig, w io.Writer) (*slog.Logger, error) {
@@ -134,19 +141,29 @@ func newLogger(lc LogConfig, w io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
-// server is a running refserver: the gateway and the admin listener.
+// server is a running refserver: the gateway, the admin listener and, with
+// policy files, their reloaders.
 type server struct {
 	cfg    *Config
 	log    *slog.Logger
 	gw     *gateway.Gateway
+	live   *policy.Live // nil with the built-in decider
 	admin  *http.Server
 	ln     net.Listener
 	adminC chan error
+
+	stopPolicy func() // ends the reloaders; nil until start
 }
 
-// newServer turns a validated configuration into constructor calls.
+// newServer turns a validated configuration into constructor calls. The
+// policy comes first: a policy that does not compile refuses the start
+// before anything is opened.
 func newServer(cfg *Config, logger *slog.Logger) (*server, error) {
-	gcfg, err := gatewayConfig(cfg, logger)
+	decider, live, err := newDecider(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	gcfg, err := gatewayConfig(cfg, decider, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -154,11 +171,28 @@ func newServer(cfg *Config, logger *slog.Logger) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &server{cfg: cfg, log: logger, gw: gw}, nil
+	return &server{cfg: cfg, log: logger, gw: gw, live: live}, nil
+}
+
+// newDecider builds the policy: the CEL engine over policy.files, kept live
+// (start runs its reloaders), or the built-in development decider.
+func newDecider(cfg *Config, logger *slog.Logger) (policy.Decider, *policy.Live, error) {
+	if len(cfg.Policy.Files) == 0 {
+		return builtinDecider(cfg.Policy.Default), nil, nil
+	}
+	files, err := cfg.PolicyFiles()
+	if err != nil {
+		return nil, nil, err
+	}
+	live, err := policy.NewLive(logger.With("component", "policy"), files...)
+	if err != nil {
+		return nil, nil, policyError(cfg.file, err)
+	}
+	return live, live, nil
 }
 
 // gatewayConfig builds the gateway's configuration and its components.
-func gatewayConfig(cfg *Config, logger *slog.Logger) (gateway.Config, error) {
+func gatewayConfig(cfg *Config, decider policy.Decider, logger *slog.Logger) (gateway.Config, error) {
 	tokens := make([]identity.StaticToken, len(cfg.Identity.Tokens))
 	for i, t := range cfg.Identity.Tokens {
 		tokens[i] = identity.StaticToken{
@@ -231,7 +265,7 @@ func gatewayConfig(cfg *Config, logger *slog.Logger) (gateway.Config, error) {
 		DataDir:       cfg.DataDir,
 		Targets:       targets,
 		Authenticator: auth,
-		Decider:       builtinDecider(cfg.Policy.Default),
+		Decider:       decider,
 		Credentials:   credstore.Default{AllowInline: cfg.Credentials.AllowInline},
 		Recording:     sink,
 		Logger:        logger,
@@ -280,9 +314,9 @@ func selfSignedHosts(cfg *Config) []string {
 	return hosts
 }
 
-// builtinDecider is the policy until the CEL engine replaces it in the next
-// issue: "allow" allows every command; "deny" lets sessions connect and
-// refuses every command.
+// builtinDecider is the development decider used when policy.files is
+// empty: "allow" allows every command; "deny" lets sessions connect and
+// refuses every command. It has no rules and is not meant for production.
 func builtinDecider(def string) policy.Decider {
 	return policy.DeciderFunc(func(_ context.Context, in *policy.Input) (protocol.Decision, error) {
 		if def == "allow" || (in.Command != nil && in.Command.Kind == protocol.KindConnect) {
@@ -325,9 +359,39 @@ func (s *server) start(ctx context.Context) error {
 		}
 		targets = append(targets, t.Name+"="+addr)
 	}
+	policyAttr := slog.String("policy", "built-in development decider, default "+s.cfg.Policy.Default)
+	if s.live != nil {
+		s.startPolicy(ctx)
+		e := s.live.Engine()
+		policyAttr = slog.Group("policy", "files", strings.Join(e.Files(), " "), "rules", len(e.Rules()),
+			"default", string(e.Default()), "watch", s.cfg.Policy.watching())
+	}
 	s.log.Info("refserver started", "version", buildVersion(), "admin", s.adminURL(), "targets", strings.Join(targets, " "),
-		"recordings", s.cfg.Recording.Dir, "policy.default", s.cfg.Policy.Default)
+		"recordings", s.cfg.Recording.Dir, policyAttr)
 	return nil
+}
+
+// startPolicy runs the policy reloaders until wait stops them: on SIGHUP,
+// and, with policy.watch, when the files change. A reload that fails keeps
+// the current policy and is logged.
+func (s *server) startPolicy(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.live.ReloadOnSignal(ctx, hup) })
+	if s.cfg.Policy.watching() {
+		wg.Go(func() {
+			if err := s.live.WatchFiles(ctx, s.cfg.Policy.WatchInterval.Duration); err != nil {
+				s.log.Error("policy files are not watched", "err", err)
+			}
+		})
+	}
+	s.stopPolicy = func() {
+		signal.Stop(hup)
+		cancel()
+		wg.Wait()
+	}
 }
 
 func (s *server) adminURL() string {
@@ -348,6 +412,9 @@ func (s *server) wait(ctx context.Context) error {
 	case serveErr = <-s.adminC:
 		s.log.Error("admin listener failed; shutting down", "err", serveErr)
 		serveErr = fmt.Errorf("admin listener: %w", serveErr)
+	}
+	if s.stopPolicy != nil {
+		s.stopPolicy()
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownGrace.Duration+shutdownSlack)
 	defer cancel()
