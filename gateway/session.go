@@ -285,6 +285,15 @@ func (s *session) CheckTransport(state *tls.ConnectionState) error {
 	return nil
 }
 
+// PolicyVersion implements protocol.PolicyVersioner: the decider's version
+// when it has one (policy.Live after reloads), else 0.
+func (s *session) PolicyVersion() uint64 {
+	if v, ok := s.g.cfg.Decider.(policy.Versioned); ok {
+		return v.Version()
+	}
+	return 0
+}
+
 // Limits implements protocol.Session.
 func (s *session) Limits() protocol.Limits { return s.t.cfg.Limits }
 

@@ -31,7 +31,8 @@ type Live struct {
 	paths []string
 	log   *slog.Logger
 
-	cur atomic.Pointer[Engine]
+	cur     atomic.Pointer[Engine]
+	version atomic.Uint64 // bumped by every successful reload
 
 	mu         sync.Mutex        // serialises reloads; guards the fields below
 	failed     [sha256.Size]byte // fingerprint of the last sources that failed to compile
@@ -63,6 +64,9 @@ func (l *Live) Decide(ctx context.Context, in *Input) (protocol.Decision, error)
 // Engine returns the current engine.
 func (l *Live) Engine() *Engine { return l.cur.Load() }
 
+// Version implements Versioned: it changes with every successful reload.
+func (l *Live) Version() uint64 { return l.version.Load() }
+
 // Reload reads and compiles the policy files again and, if that succeeds,
 // makes the result the current engine. On failure the current engine stays,
 // the error is logged and returned.
@@ -93,6 +97,7 @@ func (l *Live) apply(srcs []Source, sum [sha256.Size]byte) error {
 		return err
 	}
 	l.cur.Store(e)
+	l.version.Add(1)
 	l.failed = [sha256.Size]byte{}
 	l.log.Info("policy reloaded", "files", e.files, "rules", len(e.rules), "default", string(e.def))
 	return nil

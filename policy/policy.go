@@ -110,6 +110,14 @@ type Decider interface {
 	Decide(ctx context.Context, in *Input) (protocol.Decision, error)
 }
 
+// Versioned is implemented by a Decider whose decisions can change over
+// time, such as Live after a reload. Version changes whenever they may;
+// whoever keeps a decision for later (a prepared statement's) decides
+// again when the version it decided under is no longer current.
+type Versioned interface {
+	Version() uint64
+}
+
 // DeciderFunc adapts a function to Decider.
 type DeciderFunc func(ctx context.Context, in *Input) (protocol.Decision, error)
 

@@ -42,6 +42,15 @@ type Drainer interface {
 	Drain(s Session, reason string)
 }
 
+// PolicyVersioner is an optional Session capability. PolicyVersion changes
+// whenever the policy deciding the session's commands changes; a plugin
+// that keeps a decision for later use (a prepared statement checked at
+// Parse, executed many times) checks again when the version it was decided
+// under is no longer current.
+type PolicyVersioner interface {
+	PolicyVersion() uint64
+}
+
 // Session is what a plugin sees of the gateway for one client connection.
 //
 // The order of calls is fixed and enforced: Authenticate, then Check of a

@@ -67,6 +67,11 @@ func (s *testSession) Info() protocol.SessionInfo {
 	return protocol.SessionInfo{ID: s.id, Identity: s.ident, Target: s.h.target, Start: time.Now()}
 }
 func (s *testSession) Limits() protocol.Limits { return s.h.limits }
+func (s *testSession) PolicyVersion() uint64 {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	return s.h.version
+}
 func (s *testSession) CheckTransport(st *tls.ConnectionState) error {
 	if st == nil && s.h.tls != nil {
 		return errors.New("sluice: a token must be sent over TLS; connect with sslmode=require")
@@ -98,7 +103,10 @@ func (s *testSession) Check(_ context.Context, cmd *protocol.Command) (protocol.
 	if s.ident == nil || (cmd.Kind != protocol.KindConnect && !s.allowed) {
 		return protocol.Decision{}, protocol.ErrNotAuthorized
 	}
-	d := s.h.decide(cmd)
+	s.h.mu.Lock()
+	decide := s.h.decide
+	s.h.mu.Unlock()
+	d := decide(cmd)
 	if cmd.Kind == protocol.KindConnect && d.Allowed() {
 		s.allowed = true
 	}
@@ -149,6 +157,7 @@ type harness struct {
 	decide func(*protocol.Command) protocol.Decision
 
 	failCheck atomicBool
+	version   uint64 // PolicyVersion; guarded by mu
 
 	mu        sync.Mutex
 	seq       uint64

@@ -52,8 +52,9 @@ func (p *pending) extended() bool {
 // statement is a prepared statement of the client's session.
 type statement struct {
 	name string
-	text string
+	cmd  *protocol.Command
 	seq  uint64 // the recorded command
+	ver  uint64 // the policy version it was decided under
 	dec  protocol.Decision
 	cols []pgproto3.FieldDescription // from a Describe; response loop only
 }
@@ -324,6 +325,13 @@ func (r *relay) handleFrontend(ctx context.Context, typ byte, body []byte, msg p
 		return r.forward(typ, body, p)
 	case *pgproto3.Execute:
 		pt := r.portals[m.Portal]
+		if pt != nil && pt.stmt != nil && r.policyVersion() != pt.stmt.ver {
+			// The policy changed since the statement was prepared: decide
+			// again before it runs.
+			if refusal := r.recheck(ctx, pt.stmt); refusal != nil {
+				return r.refuseExtended(refusal)
+			}
+		}
 		res := &result{start: time.Now()}
 		if pt != nil {
 			res.portal = pt
@@ -423,26 +431,13 @@ func (r *relay) handleParse(ctx context.Context, body []byte, m *pgproto3.Parse)
 	}
 	cmd := &protocol.Command{Protocol: Name, Kind: protocol.KindQuery, Text: m.Query, SQL: sql,
 		Attrs: map[string]string{"extended": "parse", "statement": m.Name}}
+	ver := r.policyVersion()
 	dec, refusal := r.check(ctx, cmd)
 	if refusal != nil {
-		// Parse, bind and execute the raising statement as the unnamed
-		// statement: the error arrives where the client's Parse would
-		// have failed, and the backend skips the rest until Sync.
 		delete(r.stmts, m.Name)
-		delete(r.stmts, "")
-		delete(r.portals, "")
-		r.prepared.Remove("")
-		if !r.push(&pending{typ: 'P', synthetic: true}, &pending{typ: 'B', synthetic: true}, &pending{typ: 'E', deny: refusal}) {
-			return errClientClosed
-		}
-		_ = r.bw.msg(&pgproto3.Parse{Query: denySQL})
-		_ = r.bw.msg(&pgproto3.Bind{})
-		if err := r.bw.msg(&pgproto3.Execute{}); err != nil {
-			return fmt.Errorf("writing to backend: %w", err)
-		}
-		return nil
+		return r.refuseExtended(refusal)
 	}
-	st := &statement{name: m.Name, text: m.Query, seq: dec.Seq, dec: dec}
+	st := &statement{name: m.Name, cmd: cmd, seq: dec.Seq, ver: ver, dec: dec}
 	r.stmts[m.Name] = st
 	r.prepared.Add(m.Name, sql)
 	return r.forward('P', body, &pending{typ: 'P', stmt: st})
@@ -541,6 +536,48 @@ func (r *relay) waitIdle() error {
 	if r.closing {
 		return errClientClosed
 	}
+	return nil
+}
+
+// refuseExtended answers a refused Parse or Execute: the raising
+// statement is parsed, bound and executed as the unnamed statement, so the
+// error arrives where the client's message would have failed and the
+// backend skips the rest of the batch until Sync.
+func (r *relay) refuseExtended(e *pgproto3.ErrorResponse) error {
+	delete(r.stmts, "")
+	delete(r.portals, "")
+	r.prepared.Remove("")
+	if !r.push(&pending{typ: 'P', synthetic: true}, &pending{typ: 'B', synthetic: true}, &pending{typ: 'E', deny: e}) {
+		return errClientClosed
+	}
+	_ = r.bw.msg(&pgproto3.Parse{Query: denySQL})
+	_ = r.bw.msg(&pgproto3.Bind{})
+	if err := r.bw.msg(&pgproto3.Execute{}); err != nil {
+		return fmt.Errorf("writing to backend: %w", err)
+	}
+	return nil
+}
+
+// policyVersion is the session's policy version, 0 when the gateway's
+// policy never changes.
+func (r *relay) policyVersion() uint64 {
+	if v, ok := r.s.(protocol.PolicyVersioner); ok {
+		return v.PolicyVersion()
+	}
+	return 0
+}
+
+// recheck decides a prepared statement again under the current policy,
+// recording the new decision. It returns the refusal, or nil.
+func (r *relay) recheck(ctx context.Context, st *statement) *pgproto3.ErrorResponse {
+	ver := r.policyVersion()
+	cmd := *st.cmd
+	cmd.Attrs = map[string]string{"extended": "recheck", "statement": st.name}
+	dec, refusal := r.check(ctx, &cmd)
+	if refusal != nil {
+		return refusal
+	}
+	st.dec, st.seq, st.ver = dec, dec.Seq, ver
 	return nil
 }
 

@@ -237,3 +237,34 @@ func TestBinaryFormatAndParamsRecorded(t *testing.T) {
 	require.Len(t, last.Data, 1)
 	assert.True(t, strings.HasPrefix(*last.Data[0][0], `\x`), "binary values recorded as hex: %s", *last.Data[0][0])
 }
+
+// TestPreparedStatementRecheckedAfterPolicyChange: a statement allowed at
+// Parse and cached by the driver is decided again at its next Execute
+// once the policy version changes.
+func TestPreparedStatementRecheckedAfterPolicyChange(t *testing.T) {
+	h := newHarness(t, nil)
+	c := connect(t, h)
+	ctx := context.Background()
+	var n int
+	require.NoError(t, c.QueryRow(ctx, "select 40 + $1::int", 2).Scan(&n))
+	assert.Equal(t, 42, n)
+
+	h.mu.Lock()
+	h.decide = denyContaining("select 40")
+	h.version++
+	h.mu.Unlock()
+
+	err := c.QueryRow(ctx, "select 40 + $1::int", 2).Scan(&n)
+	require.Error(t, err, "the cached statement runs under the new policy")
+	assert.Equal(t, "42501", pgCode(err))
+
+	require.NoError(t, c.QueryRow(ctx, "select 1 + $1::int", 2).Scan(&n), "the session goes on")
+	assert.Equal(t, 3, n)
+
+	h.mu.Lock()
+	h.decide = denyContaining("drop")
+	h.version++
+	h.mu.Unlock()
+	require.NoError(t, c.QueryRow(ctx, "select 40 + $1::int", 2).Scan(&n), "allowed again after the next change")
+	assert.Equal(t, 42, n)
+}
