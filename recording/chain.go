@@ -64,7 +64,8 @@ type chained struct {
 type Encoder struct {
 	w    io.Writer
 	prev string
-	buf  bytes.Buffer
+	buf  bytes.Buffer // encoding/json's output, for entries appendChained leaves to it
+	line []byte       // the line being written
 	json *json.Encoder
 	err  error
 }
@@ -90,25 +91,30 @@ func (enc *Encoder) Encode(e *Entry) error {
 	if e == nil {
 		return errors.New("recording: encode: nil entry")
 	}
-	enc.buf.Reset()
-	if err := enc.json.Encode(chained{Entry: e, Prev: enc.prev}); err != nil {
-		return fmt.Errorf("recording: encode %s entry: %w", e.Type, err)
+	line, fast := appendChained(enc.line[:0], e, enc.prev)
+	if !fast {
+		enc.buf.Reset()
+		if err := enc.json.Encode(chained{Entry: e, Prev: enc.prev}); err != nil {
+			return fmt.Errorf("recording: encode %s entry: %w", e.Type, err)
+		}
+		line = append(line[:0], bytes.TrimSuffix(enc.buf.Bytes(), []byte("\n"))...)
 	}
-	b := bytes.TrimSuffix(enc.buf.Bytes(), []byte("\n"))
-	sum := sha256.Sum256(b)
-	h := hex.EncodeToString(sum[:])
-
-	enc.buf.Truncate(len(b) - 1) // drop the closing brace (and the newline)
-	enc.buf.WriteString(hashPrefix)
-	enc.buf.WriteString(h)
-	enc.buf.WriteString("\"}\n")
-	if _, err := enc.w.Write(enc.buf.Bytes()); err != nil {
+	sum := sha256.Sum256(line)
+	line = line[:len(line)-1] // drop the closing brace
+	line = append(line, hashPrefix...)
+	line = hex.AppendEncode(line, sum[:])
+	line = append(line, "\"}\n"...)
+	if _, err := enc.w.Write(line); err != nil {
 		enc.err = fmt.Errorf("recording: write: %w", err)
 		return enc.err
 	}
-	enc.prev = h
-	if enc.buf.Cap() > 1<<20 {
+	enc.prev = hex.EncodeToString(sum[:])
+	enc.line = line
+	if cap(enc.line) > 1<<20 {
 		// Do not keep a large result's buffer for the rest of the session.
+		enc.line = nil
+	}
+	if enc.buf.Cap() > 1<<20 {
 		enc.buf = bytes.Buffer{}
 	}
 	return nil
