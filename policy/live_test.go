@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/sluicegw/sluice/internal/syncbuf"
 	"github.com/sluicegw/sluice/protocol"
 )
 
@@ -23,23 +24,7 @@ const (
 	brokenRule  = "rules:\n  - {name: broken, match: 'command.sql.wrtes', action: allow}\n"
 )
 
-// syncBuffer is a log sink safe for the watcher goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 func newTestLive(t *testing.T, content string) (*Live, string, *syncBuffer) {
 	t.Helper()
