@@ -193,3 +193,19 @@ func TestSingleStatementSmuggleInUnsyncedBatch(t *testing.T) {
 	}
 	assert.Equal(t, []string{"42501"}, codes)
 }
+
+// TestFirstCommandIsSettled: the login's ReadyForQuery came before the
+// relay took over, so the first command of a session is lexed with the
+// settings the backend reported, not treated as in flight.
+func TestFirstCommandIsSettled(t *testing.T) {
+	h := newHarness(t, nil)
+	h.decide = denyDrops
+	ctx := context.Background()
+	for _, q := range []string{`SELECT 'naïve\d'`, `SET standard_conforming_strings = off; SELECT 'x\'' ; -- '`} {
+		c, err := pgx.Connect(ctx, h.dsn(""))
+		require.NoError(t, err)
+		_, err = c.PgConn().Exec(ctx, q).ReadAll()
+		assert.NoError(t, err, "first command %q", q)
+		c.Close(ctx)
+	}
+}

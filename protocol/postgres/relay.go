@@ -127,6 +127,9 @@ func newRelay(p *Plugin, s protocol.Session, client net.Conn, cw *writer, cr *fr
 		stmts:       map[string]*statement{},
 		portals:     map[string]*portal{},
 		prepared:    pgsql.NewPreparedSet(),
+		// pgconn consumed the login's ReadyForQuery: everything the
+		// backend reported at login is in serverParam.
+		settled: true,
 	}
 	r.idle = sync.NewCond(&r.mu)
 	return r
@@ -619,6 +622,9 @@ func (r *relay) handleBackend(ctx context.Context, typ byte, body []byte) error 
 			if err != nil {
 				return fmt.Errorf("backend sent a malformed DataRow: %w", err)
 			}
+			if out == nil {
+				return nil // withheld: masking failed
+			}
 			return r.cw.raw(typ, out)
 		}
 	case '1', '2': // ParseComplete, BindComplete
@@ -660,6 +666,16 @@ func (r *relay) handleBackend(ctx context.Context, typ byte, body []byte) error 
 				r.pop()
 			}
 			return r.cw.msg(h.deny)
+		}
+		if h.res != nil && h.res.maskErr != nil {
+			r.log.Error("masking failed; the result was withheld", "error", h.res.maskErr)
+			r.recordResult(ctx, h.res, "", "masking failed: "+h.res.maskErr.Error())
+			if h.typ == 'Q' {
+				h.res.reset()
+			} else {
+				r.pop()
+			}
+			return r.cw.msg(errorResponse(codeSystemError, "sluice: a row could not be masked, so the result was withheld"))
 		}
 		if h.res != nil {
 			tag := ""
@@ -846,6 +862,7 @@ type result struct {
 	dataBytes int
 	truncated bool
 	row0      pgproto3.DataRow
+	maskErr   error // a row could not be masked: the rest is withheld
 }
 
 func (res *result) describe(cols []pgproto3.FieldDescription, resultFormats []int16) {
@@ -865,6 +882,9 @@ func (res *result) describe(cols []pgproto3.FieldDescription, resultFormats []in
 // row accounts for one DataRow, masks it if the decision says so, keeps it
 // for the recording while under the caps, and returns the bytes to send.
 func (res *result) row(body []byte, limits protocol.Limits) ([]byte, error) {
+	if res.maskErr != nil {
+		return nil, nil
+	}
 	if res.start.IsZero() {
 		res.start = time.Now()
 	}
@@ -904,7 +924,14 @@ func (res *result) row(body []byte, limits protocol.Limits) ([]byte, error) {
 				res.mcols[i].Binary = i < len(res.formats) && res.formats[i] == 1
 			}
 		}
-		if n := res.masker.MaskRow(res.mcols, dr.Values); n > 0 {
+		n, err := res.masker.MaskRow(res.mcols, dr.Values)
+		if err != nil {
+			// Fail closed: this row and the rest of the result are
+			// withheld, and the result ends in an error.
+			res.maskErr = err
+			return nil, nil
+		}
+		if n > 0 {
 			res.masked += int64(n)
 			enc, err := dr.Encode(nil)
 			if err != nil {

@@ -106,15 +106,36 @@ func pgTarget(name string) gateway.TargetConfig {
 }
 
 // startGateway starts a gateway serving targets with a fresh random token
-// for subject, an allow-all decider, recordings under a temporary data
-// directory and debug logs kept in memory. It is shut down when the test
-// ends.
+// for subject (in group dba), an allow-all decider, recordings under a
+// temporary data directory and debug logs kept in memory. It is shut down
+// when the test ends.
 func startGateway(t *testing.T, grace time.Duration, targets ...gateway.TargetConfig) *env {
 	t.Helper()
+	return startGatewayWith(t, gatewayOptions{grace: grace}, targets...)
+}
+
+// gatewayOptions vary startGatewayWith; zero fields take startGateway's
+// defaults.
+type gatewayOptions struct {
+	grace   time.Duration
+	decider policy.Decider
+	groups  []string
+}
+
+func startGatewayWith(t *testing.T, o gatewayOptions, targets ...gateway.TargetConfig) *env {
+	t.Helper()
+	if o.decider == nil {
+		o.decider = policy.DeciderFunc(func(context.Context, *policy.Input) (protocol.Decision, error) {
+			return protocol.Decision{Action: protocol.Allow, Rules: []string{allowRule}}, nil
+		})
+	}
+	if o.groups == nil {
+		o.groups = []string{"dba"}
+	}
 	e := &env{dataDir: t.TempDir(), logs: &syncBuffer{}, token: "tok-" + pgtest.RandomSecret(16)}
 	e.recDir = filepath.Join(e.dataDir, "recordings")
 	auth, err := identity.NewStaticTokens([]identity.StaticToken{{
-		SHA256: identity.HashToken(e.token), Subject: subject, Groups: []string{"dba"},
+		SHA256: identity.HashToken(e.token), Subject: subject, Groups: o.groups,
 	}})
 	require.NoError(t, err)
 	sink, err := recording.NewFileSink(e.recDir, recording.FileOptions{})
@@ -123,13 +144,11 @@ func startGateway(t *testing.T, grace time.Duration, targets ...gateway.TargetCo
 		DataDir:       e.dataDir,
 		Targets:       targets,
 		Authenticator: auth,
-		Decider: policy.DeciderFunc(func(context.Context, *policy.Input) (protocol.Decision, error) {
-			return protocol.Decision{Action: protocol.Allow, Rules: []string{allowRule}}, nil
-		}),
+		Decider:       o.decider,
 		Credentials:   credstore.Default{},
 		Recording:     sink,
 		Logger:        slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		ShutdownGrace: grace,
+		ShutdownGrace: o.grace,
 	})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -142,7 +161,11 @@ func startGateway(t *testing.T, grace time.Duration, targets ...gateway.TargetCo
 			t.Errorf("gateway shutdown: %v", err)
 		}
 		if t.Failed() {
-			t.Logf("gateway logs:\n%s", e.logs.String())
+			logs := e.logs.String()
+			if len(logs) > 64<<10 {
+				logs = "...\n" + logs[len(logs)-64<<10:]
+			}
+			t.Logf("gateway logs:\n%s", logs)
 		}
 	})
 	return e
