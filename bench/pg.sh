@@ -134,7 +134,7 @@ for mode in $MODES; do
     g=$(run "$GWPORT" "$mode" "$token" bench)
     b=0
     [ -n "$bouncer" ] && b=$(run "$BOUNCERPORT" "$mode" "")
-    echo "mode=$mode round=$r direct_tps=$d gateway_tps=$g pgbouncer_tps=$b"
+    echo "mode=$mode round=$r direct_tps=$d gateway_tps=$g${bouncer:+ pgbouncer_tps=$b}"
     dsum=$(awk -v a="$dsum" -v b="$d" 'BEGIN { print a + b }')
     gsum=$(awk -v a="$gsum" -v b="$g" 'BEGIN { print a + b }')
     bsum=$(awk -v a="$bsum" -v b="$b" 'BEGIN { print a + b }')

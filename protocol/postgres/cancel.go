@@ -27,11 +27,11 @@ type cancelKey struct {
 	secret        [4]byte
 	backendPID    uint32
 	backendSecret []byte
-	addr          string
+	network, addr string // where the backend listens
 }
 
 // register allocates a fresh client-facing key for a backend key.
-func (c *cancelRegistry) register(addr string, pid uint32, secret []byte) (uint32, [4]byte) {
+func (c *cancelRegistry) register(network, addr string, pid uint32, secret []byte) (uint32, [4]byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.keys == nil {
@@ -44,7 +44,7 @@ func (c *cancelRegistry) register(addr string, pid uint32, secret []byte) (uint3
 		if id == 0 || c.keys[id] != nil {
 			continue
 		}
-		k := &cancelKey{backendPID: pid, backendSecret: append([]byte(nil), secret...), addr: addr}
+		k := &cancelKey{backendPID: pid, backendSecret: append([]byte(nil), secret...), network: network, addr: addr}
 		copy(k.secret[:], b[4:])
 		c.keys[id] = k
 		return id, k.secret
@@ -78,7 +78,7 @@ func (k *cancelKey) forward(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, cancelTimeout)
 	defer cancel()
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", k.addr)
+	conn, err := d.DialContext(ctx, k.network, k.addr)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -267,4 +268,34 @@ func TestPreparedStatementRecheckedAfterPolicyChange(t *testing.T) {
 	h.mu.Unlock()
 	require.NoError(t, c.QueryRow(ctx, "select 40 + $1::int", 2).Scan(&n), "allowed again after the next change")
 	assert.Equal(t, 42, n)
+}
+
+// TestUnixSocketBackend: a target whose host is a directory reaches the
+// backend over its Unix socket, and cancel requests go there too.
+func TestUnixSocketBackend(t *testing.T) {
+	const dir = "/var/run/postgresql"
+	if _, err := os.Stat(dir + "/.s.PGSQL.5432"); err != nil {
+		t.Skipf("no PostgreSQL socket in %s: %v", dir, err)
+	}
+	h := newHarness(t, nil)
+	h.plugin.host, h.plugin.port = dir, "5432"
+	cfg, err := pgx.ParseConfig(h.dsn(""))
+	require.NoError(t, err)
+	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: 5 * time.Second}
+	}
+	c, err := pgx.ConnectConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	defer c.Close(context.Background())
+	var addr *string
+	require.NoError(t, c.QueryRow(context.Background(), "select inet_client_addr()::text").Scan(&addr))
+	assert.Nil(t, addr, "a Unix-socket client has no client address")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = c.Exec(ctx, "select pg_sleep(10)")
+	require.Error(t, err)
+	var n int
+	require.NoError(t, c.QueryRow(context.Background(), "select 9").Scan(&n), "cancelled through the socket, the session goes on")
+	assert.Equal(t, 9, n)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -179,7 +180,7 @@ func (p *Plugin) Serve(ctx context.Context, client net.Conn, s protocol.Session)
 		return fatal(codeProtocolViolation, "sluice: backend sent data before the session started")
 	}
 
-	keyID, keySecret := p.cancels.register(net.JoinHostPort(p.host, p.port), hj.PID, hj.SecretKey)
+	keyID, keySecret := p.cancels.register(p.backendNetwork(), p.backendAddr(), hj.PID, hj.SecretKey)
 	defer p.cancels.unregister(keyID)
 
 	_ = fe.msg(&pgproto3.AuthenticationOk{})
@@ -238,6 +239,23 @@ func (p *Plugin) connectBackend(ctx context.Context, s protocol.Session, cred cr
 		return nil, fmt.Errorf("postgres: taking over the backend connection: %w", err)
 	}
 	return hj, nil
+}
+
+// backendNetwork and backendAddr say where the backend listens: a TCP
+// host:port, or, when the target's host is a directory (as libpq reads
+// host=/var/run/postgresql), the Unix socket .s.PGSQL.<port> in it.
+func (p *Plugin) backendNetwork() string {
+	if strings.HasPrefix(p.host, "/") {
+		return "unix"
+	}
+	return "tcp"
+}
+
+func (p *Plugin) backendAddr() string {
+	if strings.HasPrefix(p.host, "/") {
+		return filepath.Join(p.host, ".s.PGSQL."+p.port)
+	}
+	return net.JoinHostPort(p.host, p.port)
 }
 
 func (p *Plugin) sslmode() string {
