@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicegw/sluice/credstore"
 	"github.com/sluicegw/sluice/identity"
+	"github.com/sluicegw/sluice/masking"
 	"github.com/sluicegw/sluice/policy"
 	"github.com/sluicegw/sluice/protocol"
 	"github.com/sluicegw/sluice/recording"
@@ -58,6 +59,11 @@ type Config struct {
 	// Gatherer is what /metrics serves when Registerer is set; default:
 	// Registerer itself if it is a Gatherer (a *prometheus.Registry is).
 	Gatherer prometheus.Gatherer
+	// Masking configures the maskers compiled from decisions' mask entries
+	// (the pseudonym key of the hash strategy, the redaction token,
+	// custom detectors). A decision whose entries do not compile is
+	// denied.
+	Masking masking.Options
 	// ShutdownGrace is how long Shutdown lets sessions drain before it
 	// terminates them; default 10s.
 	ShutdownGrace time.Duration

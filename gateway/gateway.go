@@ -77,6 +77,8 @@ type Gateway struct {
 	state    gatewayState
 	sessions map[string]*session
 
+	maskers maskerCache // compiled maskers by mask entries
+
 	loops      sync.WaitGroup // accept loops
 	sessWG     sync.WaitGroup // session goroutines
 	shutdownMu sync.Mutex     // serializes Shutdown calls

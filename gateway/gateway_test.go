@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sluicegw/sluice/identity"
+	"github.com/sluicegw/sluice/masking"
 	"github.com/sluicegw/sluice/policy"
 	"github.com/sluicegw/sluice/protocol"
 	"github.com/sluicegw/sluice/recording"
@@ -428,9 +429,9 @@ func TestDecisionsTheGatewayCannotCarryOut(t *testing.T) {
 			rules:    []string{"prod-writes-need-a-dba"},
 		},
 		{
-			name:     "masking without a masker",
-			decision: protocol.Decision{Action: protocol.Allow, Rules: []string{"agents-read"}, Mask: []string{"email"}},
-			want:     "sluice: masking requested but no masker is configured",
+			name:     "masking that cannot be compiled",
+			decision: protocol.Decision{Action: protocol.Allow, Rules: []string{"agents-read"}, Mask: []string{"email=hash"}},
+			want:     "sluice: the masking this command needs cannot be applied (" + maskErr("email=hash") + ")",
 			rules:    []string{"agents-read"},
 		},
 		{
@@ -465,6 +466,15 @@ func TestDecisionsTheGatewayCannotCarryOut(t *testing.T) {
 			assert.Equal(t, tc.rules, d.Rules)
 		})
 	}
+}
+
+// maskErr is the error compiling entries with no pseudonym key gives.
+func maskErr(entries ...string) string {
+	_, err := masking.Compile(entries, masking.Options{})
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 func TestPolicyInput(t *testing.T) {

@@ -303,9 +303,19 @@ func (s *session) TLSConfig() *tls.Config { return s.t.tls }
 // Logger implements protocol.Session.
 func (s *session) Logger() *slog.Logger { return s.log }
 
-// Masker implements protocol.Session. No masker is configured yet, so it
-// returns nil; Check denies a decision that asks for masking.
-func (s *session) Masker(protocol.Decision) masking.RowMasker { return nil }
+// Masker implements protocol.Session: the masker compiled from the
+// decision's mask entries, nil when there are none. Check has already
+// denied a decision whose entries do not compile.
+func (s *session) Masker(d protocol.Decision) masking.RowMasker {
+	if len(d.Mask) == 0 {
+		return nil
+	}
+	m, err := s.g.maskers.get(d.Mask, s.g.cfg.Masking)
+	if err != nil {
+		return nil
+	}
+	return m
+}
 
 // Client-facing refusals.
 const (
@@ -522,9 +532,12 @@ func (s *session) enforce(d protocol.Decision, id *identity.Identity, now time.T
 	}
 	switch d.Action {
 	case protocol.Allow:
-		if len(d.Mask) > 0 && s.Masker(d) == nil {
-			d.Action = protocol.Deny
-			d.Message = "sluice: masking requested but no masker is configured"
+		if len(d.Mask) > 0 {
+			if _, err := s.g.maskers.get(d.Mask, s.g.cfg.Masking); err != nil {
+				s.log.Error("the decision's masking does not compile; denying", "mask", d.Mask, "error", err)
+				d.Action = protocol.Deny
+				d.Message = "sluice: the masking this command needs cannot be applied (" + err.Error() + ")"
+			}
 		}
 	case protocol.Deny:
 		if d.Message == "" {

@@ -656,3 +656,13 @@ func TestLoadDirectorySkipsPolicyTests(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{filepath.Join(dir, "p.yaml")}, e.Files())
 }
+
+func TestMaskEntriesCheckedAtLoad(t *testing.T) {
+	_, err := Parse("m.yaml", []byte("rules:\n  - name: r\n    match: 'true'\n    action: allow\n    mask: [email, 'column:users.ssn=bogus']\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "m.yaml:5")
+	assert.Contains(t, err.Error(), "bogus")
+
+	_, err = Parse("m.yaml", []byte("rules:\n  - name: r\n    match: 'true'\n    action: allow\n    mask: [email, 'column:users.phone=partial:4', 'json:$.card=hash']\n"))
+	require.NoError(t, err)
+}

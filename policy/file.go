@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sluicegw/sluice/masking"
 	"github.com/sluicegw/sluice/protocol"
 )
 
@@ -235,6 +236,11 @@ func parseRule(file string, index int, n *yaml.Node) (*ruleSpec, []error) {
 		case "mask":
 			maskLine = key.Line
 			list(&r.mask)
+			for _, it := range val.Content {
+				if _, err := masking.ParseEntry(deref(it).Value); err != nil && deref(it).Kind == yaml.ScalarNode && deref(it).Value != "" {
+					errs = append(errs, r.errAt(deref(it).Line, "mask", "%v", err))
+				}
+			}
 		case "timeout":
 			timeoutLine = key.Line
 			var s string

@@ -28,11 +28,13 @@
 // Unknown keys are errors. With several files the rules concatenate in the
 // order the files are given (a directory's files in name order) and
 // default may be given in one file only (or identically in several).
-// Approver and mask entries are opaque here, checked only to be non-empty
-// and free of spaces; the approval and masking packages interpret them.
-// Mask entries take the forms: a detector name (email, credit_card, ...),
-// column:NAME or column:TABLE.COLUMN (globs allowed, column:*password*),
-// each optionally followed by :STRATEGY (redact, partial, hash, null).
+// Approver entries are opaque here, checked only to be non-empty and free
+// of spaces; the approval package interprets them. Mask entries are checked
+// at load with masking.ParseEntry: a detector name (email, credit_card,
+// ssn, phone, iban, ip, aws_key, jwt, private_key, secret),
+// column:NAME, column:TABLE.COLUMN or column:SCHEMA.TABLE.COLUMN (globs
+// allowed, column:*password*), or json:PATH, each optionally followed by
+// =STRATEGY or :STRATEGY (redact, partial[:N], hash, null).
 //
 // # Variables
 //

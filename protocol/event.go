@@ -44,6 +44,9 @@ type Result struct {
 	Truncated bool `json:"truncated,omitempty"`
 	// Masked counts values the masker changed.
 	Masked int64 `json:"masked,omitempty"`
+	// MaskedBy counts masked values per mask entry, as the policy wrote
+	// it.
+	MaskedBy map[string]int64 `json:"masked_by,omitempty"`
 	// Error is set when the command failed at the backend.
 	Error string `json:"error,omitempty"`
 	// Params are the bind parameters of an extended-protocol execution, as

@@ -24,6 +24,9 @@ func appendChained(b []byte, e *Entry, prev string) ([]byte, bool) {
 	if c := e.Command; c != nil && (c.HTTP != nil || c.K8s != nil || c.SSH != nil) {
 		return b, false
 	}
+	if e.Result != nil && len(e.Result.MaskedBy) > 0 {
+		return b, false
+	}
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, e.Seq, 10)
 	b = append(b, `,"time":`...)

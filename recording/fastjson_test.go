@@ -33,7 +33,7 @@ func hotEntries() []*Entry {
 			Decision: &protocol.Decision{Action: protocol.Allow}},
 		{Seq: 3, Time: time.Unix(0, 0).UTC(), Session: "S1", Type: string(protocol.EventResult), CommandSeq: 1,
 			Result: &protocol.Result{Tag: "SELECT 2", Rows: 2, Bytes: 77, Duration: 1234567, Columns: []string{"id", weird},
-				Data:   [][]*string{{strp("1"), nil}, nil, {strp(weird), strp("")}},
+				Data:      [][]*string{{strp("1"), nil}, nil, {strp(weird), strp("")}},
 				Truncated: true, Masked: 3, Error: "E: " + weird, Params: []*string{nil, strp("x")}}},
 		{Seq: 4, Type: string(protocol.EventResult), Result: &protocol.Result{}},
 		{Seq: 5, Type: string(protocol.EventError), Code: "42501", Message: weird, Data: []byte{0, 1, 2, 250}, Reason: "r", ClientAddr: "1.2.3.4:5"},

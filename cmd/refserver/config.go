@@ -35,6 +35,7 @@ type Config struct {
 	Policy      PolicyConfig      `yaml:"policy"`
 	Recording   RecordingConfig   `yaml:"recording"`
 	Credentials CredentialsConfig `yaml:"credentials"`
+	Masking     MaskingConfig     `yaml:"masking"`
 	// ShutdownGrace is how long a stopping server lets sessions finish
 	// their command before it ends them.
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
@@ -140,6 +141,17 @@ type RecordingConfig struct {
 type CredentialsConfig struct {
 	// AllowInline permits inline: password references (tests, demos).
 	AllowInline bool `yaml:"allow_inline"`
+}
+
+// MaskingConfig configures the maskers built from policies' mask entries.
+type MaskingConfig struct {
+	// PseudonymKey references the key of the hash strategy (env:NAME,
+	// file:PATH, or inline:VALUE with credentials.allow_inline), at least
+	// 16 bytes. Keep it stable: pseudonyms are equal only under one key.
+	// Without it, a policy entry using hash denies the command.
+	PseudonymKey string `yaml:"pseudonym_key"`
+	// RedactToken replaces redacted text; default "[REDACTED]".
+	RedactToken string `yaml:"redact_token"`
 }
 
 // Duration is a time.Duration written in Go syntax ("30s", "5m"). A value
@@ -366,6 +378,11 @@ func (c *Config) Validate() error {
 		v.add("recording.dir", "must not be empty")
 	}
 	v.oneOf("recording.fsync", c.Recording.Fsync, "interval", "always", "never")
+	if k := c.Masking.PseudonymKey; k != "" {
+		if err := credstore.ValidateRef(credstore.Ref{Password: k}); err != nil {
+			v.add("masking.pseudonym_key", err.Error())
+		}
+	}
 	v.duration("recording.fsync_interval", c.Recording.FsyncInterval)
 	if c.Recording.Fsync != "interval" && c.Recording.FsyncInterval.Duration != 0 {
 		v.add("recording.fsync_interval", "only applies with fsync: interval")

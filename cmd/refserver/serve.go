@@ -20,6 +20,7 @@ import (
 	"github.com/sluicegw/sluice/credstore"
 	"github.com/sluicegw/sluice/gateway"
 	"github.com/sluicegw/sluice/identity"
+	"github.com/sluicegw/sluice/masking"
 	"github.com/sluicegw/sluice/policy"
 	"github.com/sluicegw/sluice/protocol"
 	_ "github.com/sluicegw/sluice/protocol/postgres" // registers "postgres"
@@ -216,6 +217,19 @@ func gatewayConfig(cfg *Config, decider policy.Decider, logger *slog.Logger) (ga
 		return gateway.Config{}, fmt.Errorf("%s: recording: %w", cfg.file, err)
 	}
 
+	creds := credstore.Default{AllowInline: cfg.Credentials.AllowInline}
+	maskOpts := masking.Options{RedactToken: cfg.Masking.RedactToken}
+	if ref := cfg.Masking.PseudonymKey; ref != "" {
+		key, err := creds.Resolve(context.Background(), credstore.Ref{Password: ref})
+		if err != nil {
+			return gateway.Config{}, fmt.Errorf("%s: masking.pseudonym_key: %w", cfg.file, err)
+		}
+		if len(key.Password.Reveal()) < 16 {
+			return gateway.Config{}, fmt.Errorf("%s: masking.pseudonym_key: the key must be at least 16 bytes", cfg.file)
+		}
+		maskOpts.PseudonymKey = []byte(key.Password.Reveal())
+	}
+
 	var selfSigned *tls.Config
 	targets := make([]gateway.TargetConfig, 0, len(cfg.Targets))
 	for i, t := range cfg.Targets {
@@ -266,7 +280,8 @@ func gatewayConfig(cfg *Config, decider policy.Decider, logger *slog.Logger) (ga
 		Targets:       targets,
 		Authenticator: auth,
 		Decider:       decider,
-		Credentials:   credstore.Default{AllowInline: cfg.Credentials.AllowInline},
+		Credentials:   creds,
+		Masking:       maskOpts,
 		Recording:     sink,
 		Logger:        logger,
 		// No Registerer: the gateway keeps a private registry, with the Go

@@ -862,7 +862,8 @@ type result struct {
 	dataBytes int
 	truncated bool
 	row0      pgproto3.DataRow
-	maskErr   error // a row could not be masked: the rest is withheld
+	maskErr   error          // a row could not be masked: the rest is withheld
+	maskedBy  map[string]int // masked values per mask entry
 }
 
 func (res *result) describe(cols []pgproto3.FieldDescription, resultFormats []int16) {
@@ -924,7 +925,16 @@ func (res *result) row(body []byte, limits protocol.Limits) ([]byte, error) {
 				res.mcols[i].Binary = i < len(res.formats) && res.formats[i] == 1
 			}
 		}
-		n, err := res.masker.MaskRow(res.mcols, dr.Values)
+		var n int
+		var err error
+		if rc, ok := res.masker.(masking.RowCounter); ok {
+			if res.maskedBy == nil {
+				res.maskedBy = map[string]int{}
+			}
+			n, err = rc.MaskRowCounts(res.mcols, dr.Values, res.maskedBy)
+		} else {
+			n, err = res.masker.MaskRow(res.mcols, dr.Values)
+		}
 		if err != nil {
 			// Fail closed: this row and the rest of the result are
 			// withheld, and the result ends in an error.
@@ -977,6 +987,7 @@ func (res *result) summary(tag, errMsg string) *protocol.Result {
 		Data:      res.data,
 		Truncated: res.truncated,
 		Masked:    res.masked,
+		MaskedBy:  maskedBy(res.maskedBy),
 		Error:     errMsg,
 		Params:    res.params,
 	}
@@ -984,6 +995,19 @@ func (res *result) summary(tag, errMsg string) *protocol.Result {
 		out.Columns = make([]string, len(res.cols))
 		for i, c := range res.cols {
 			out.Columns[i] = string(c.Name)
+		}
+	}
+	return out
+}
+
+func maskedBy(m map[string]int) map[string]int64 {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]int64, len(m))
+	for k, v := range m {
+		if v > 0 {
+			out[k] = int64(v)
 		}
 	}
 	return out
