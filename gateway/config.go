@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicegw/sluice/approval"
 	"github.com/sluicegw/sluice/credstore"
 	"github.com/sluicegw/sluice/identity"
 	"github.com/sluicegw/sluice/masking"
@@ -59,6 +60,10 @@ type Config struct {
 	// Gatherer is what /metrics serves when Registerer is set; default:
 	// Registerer itself if it is a Gatherer (a *prometheus.Registry is).
 	Gatherer prometheus.Gatherer
+	// Approvals, when set, holds commands whose decision is
+	// require_approval until approvers decide (see approval.Broker);
+	// without it such commands are denied.
+	Approvals *approval.Broker
 	// Masking configures the maskers compiled from decisions' mask entries
 	// (the pseudonym key of the hash strategy, the redaction token,
 	// custom detectors). A decision whose entries do not compile is

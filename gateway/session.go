@@ -17,6 +17,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/sluicegw/sluice/approval"
 	"github.com/sluicegw/sluice/credstore"
 	"github.com/sluicegw/sluice/identity"
 	"github.com/sluicegw/sluice/masking"
@@ -509,6 +510,12 @@ func (s *session) Check(ctx context.Context, cmd *protocol.Command) (protocol.De
 			&clientError{msg: msgRecordingCommand, cause: protocol.ErrRecording}
 	}
 	d.Seq = seq
+	if d.Action == protocol.RequireApproval {
+		d = s.awaitApproval(ctx, cmd, d)
+		if d.Action == protocol.Allow {
+			d.Seq = seq
+		}
+	}
 	s.commands.Add(1)
 	if cmd.Kind == protocol.KindConnect && d.Allowed() {
 		s.mu.Lock()
@@ -521,6 +528,62 @@ func (s *session) Check(ctx context.Context, cmd *protocol.Command) (protocol.De
 	s.g.metrics.checkDuration.WithLabelValues(name).Observe(time.Since(started).Seconds())
 	s.log.Debug("command checked", "seq", seq, "kind", cmd.Kind, "action", d.Action, "rules", d.Rules)
 	return d, nil
+}
+
+// awaitApproval holds a command that policy says needs approval: a grant
+// window from an earlier approval lets it through; otherwise it files a
+// request, tells the client where to get it approved (through the
+// plugin's NoticeFunc), and waits until approvers decide, the request
+// expires, or ctx ends (the client withdrew it). Every step is recorded.
+// Anything but an approval denies (fail closed).
+func (s *session) awaitApproval(ctx context.Context, cmd *protocol.Command, d protocol.Decision) protocol.Decision {
+	b := s.g.cfg.Approvals
+	info := s.Info()
+	denied := func(msg string) protocol.Decision {
+		return protocol.Decision{Action: protocol.Deny, Rules: d.Rules, Message: msg}
+	}
+	approved := func(msg string) protocol.Decision {
+		return protocol.Decision{Action: protocol.Allow, Rules: d.Rules, Mask: d.Mask, Message: msg}
+	}
+	recordStep := func(msg string) bool {
+		if _, err := s.write(&recording.Entry{Type: recording.TypeApproval, CommandSeq: d.Seq, Message: msg}); err != nil {
+			s.log.Error("recording an approval step failed; refusing the command", "error", err)
+			return false
+		}
+		return true
+	}
+	if g, err := b.Granted(ctx, info.Identity, *info.Target, *cmd); err == nil && g != nil {
+		if !recordStep("allowed by the grant window of approval request " + g.ID) {
+			return denied(msgRecordingCommand)
+		}
+		return approved("sluice: allowed by the grant window of approval request " + g.ID)
+	}
+	p, err := b.Request(ctx, approval.NewRequest(info, *cmd, d))
+	if err != nil {
+		s.log.Error("the approval service could not take the request; denying", "error", err)
+		recordStep("approval service unavailable: " + err.Error())
+		return denied("sluice: this command needs approval, but the approval service is unavailable")
+	}
+	if !recordStep("approval request " + p.ID() + " pending") {
+		return denied(msgRecordingCommand)
+	}
+	s.log.Info("command waiting for approval", "request", p.ID(), "rules", d.Rules)
+	if notify := protocol.NoticeFrom(ctx); notify != nil {
+		notify(p.Notice())
+	}
+	out, err := p.Wait(ctx)
+	msg := out.Message()
+	if err != nil && msg == "" {
+		msg = "sluice: approval request " + p.ID() + " could not be decided: " + err.Error()
+	}
+	if !recordStep(fmt.Sprintf("approval request %s %s", p.ID(), out.State)) {
+		return denied(msgRecordingCommand)
+	}
+	s.log.Info("approval decided", "request", p.ID(), "state", out.State)
+	if err == nil && out.Approved() {
+		return approved(msg)
+	}
+	return denied(msg)
 }
 
 // enforce turns a decision into one the gateway can carry out, failing
@@ -544,7 +607,17 @@ func (s *session) enforce(d protocol.Decision, id *identity.Identity, now time.T
 			d.Message = "sluice: command denied by policy"
 		}
 	case protocol.RequireApproval:
-		// No approval broker yet: fail closed, keeping the rules.
+		if len(d.Mask) > 0 {
+			if _, err := s.g.maskers.get(d.Mask, s.g.cfg.Masking); err != nil {
+				d.Action = protocol.Deny
+				d.Message = "sluice: the masking this command needs cannot be applied (" + err.Error() + ")"
+				return d
+			}
+		}
+		if s.g.cfg.Approvals != nil {
+			return d // Check waits for the approvers
+		}
+		// No approval service: fail closed, keeping the rules.
 		rule := strings.Join(d.Rules, ", ")
 		if rule == "" {
 			rule = "unnamed"

@@ -80,6 +80,11 @@ type Session interface {
 	// records the command with its decision before returning. A recording
 	// failure returns an error, and the plugin must not forward the
 	// command. The Decision's Message is safe to show the client.
+	//
+	// While a command waits for approval, Check calls the NoticeFunc the
+	// plugin put in ctx (WithNotice) to tell the client where to get it
+	// approved; cancelling ctx (the client cancelled, or went away)
+	// withdraws the request and the command is denied.
 	Check(ctx context.Context, cmd *Command) (Decision, error)
 	// Record records a plugin event (a result, output, an error). An error
 	// means the recording is broken; later Checks fail closed.

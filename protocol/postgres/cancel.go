@@ -28,6 +28,7 @@ type cancelKey struct {
 	backendPID    uint32
 	backendSecret []byte
 	network, addr string // where the backend listens
+	relay         *relay // the session, once it relays; guarded by the registry's mu
 }
 
 // register allocates a fresh client-facing key for a backend key.
@@ -51,6 +52,16 @@ func (c *cancelRegistry) register(network, addr string, pid uint32, secret []byt
 	}
 }
 
+// attach ties a registered key to the session's relay, so a cancel can
+// also withdraw what the session waits on in the gateway.
+func (c *cancelRegistry) attach(id uint32, r *relay) {
+	c.mu.Lock()
+	if k := c.keys[id]; k != nil {
+		k.relay = r
+	}
+	c.mu.Unlock()
+}
+
 func (c *cancelRegistry) unregister(id uint32) {
 	c.mu.Lock()
 	delete(c.keys, id)
@@ -59,14 +70,14 @@ func (c *cancelRegistry) unregister(id uint32) {
 
 // lookup finds the backend key for a client's CancelRequest; the secret is
 // compared in constant time.
-func (c *cancelRegistry) lookup(pid uint32, secret []byte) *cancelKey {
+func (c *cancelRegistry) lookup(pid uint32, secret []byte) (*cancelKey, *relay) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	k := c.keys[pid]
-	c.mu.Unlock()
 	if k == nil || subtle.ConstantTimeCompare(k.secret[:], secret) != 1 {
-		return nil
+		return nil, nil
 	}
-	return k
+	return k, k.relay
 }
 
 // cancelTimeout bounds forwarding one cancel request.

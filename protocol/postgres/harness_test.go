@@ -97,7 +97,19 @@ func (s *testSession) Authenticate(_ context.Context, c identity.Credentials) (*
 	return s.ident, nil
 }
 
-func (s *testSession) Check(_ context.Context, cmd *protocol.Command) (protocol.Decision, error) {
+func (s *testSession) Check(ctx context.Context, cmd *protocol.Command) (protocol.Decision, error) {
+	if strings.Contains(cmd.Text, "needs approval") {
+		// Stand in for the gateway's approval wait: tell the client, then
+		// wait for the test to approve or the client to withdraw.
+		if f := protocol.NoticeFrom(ctx); f != nil {
+			f("sluice: approval request A1 is pending")
+		}
+		select {
+		case <-s.h.approvals:
+		case <-ctx.Done():
+			return protocol.Decision{Action: protocol.Deny, Rules: []string{"approval"}, Message: "sluice: approval request A1 was withdrawn"}, nil
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ident == nil || (cmd.Kind != protocol.KindConnect && !s.allowed) {
@@ -157,6 +169,7 @@ type harness struct {
 	decide func(*protocol.Command) protocol.Decision
 
 	failCheck atomicBool
+	approvals chan struct{} // each receive approves one waiting command
 	version   uint64 // PolicyVersion; guarded by mu
 
 	mu        sync.Mutex
@@ -210,6 +223,7 @@ func newHarness(t testing.TB, opts map[string]string) *harness {
 		cred:   credstore.Credential{Username: "postgres"},
 		decide: denyContaining("drop"),
 		ctx:    ctx, cancel: cancel, sessions: map[string]context.CancelFunc{},
+		approvals: make(chan struct{}),
 	}
 	h.wg.Add(1)
 	go h.accept()

@@ -105,6 +105,10 @@ type relay struct {
 	portals  map[string]*portal
 	prepared *pgsql.PreparedSet
 
+	// waitCancel withdraws the check in progress (an approval the client
+	// waits for) when the client sends a CancelRequest; guarded by mu.
+	waitCancel context.CancelFunc
+
 	closeOnce sync.Once
 }
 
@@ -385,7 +389,15 @@ func (r *relay) forward(typ byte, body []byte, ps ...*pending) error {
 }
 
 func (r *relay) check(ctx context.Context, cmd *protocol.Command) (protocol.Decision, *pgproto3.ErrorResponse) {
-	dec, err := r.s.Check(ctx, cmd)
+	ctx, cancel := context.WithCancel(ctx)
+	r.mu.Lock()
+	r.waitCancel = cancel
+	r.mu.Unlock()
+	dec, err := r.s.Check(protocol.WithNotice(ctx, r.notice), cmd)
+	r.mu.Lock()
+	r.waitCancel = nil
+	r.mu.Unlock()
+	cancel()
 	if err != nil {
 		r.log.Error("command refused: check failed", "error", err)
 		return dec, errorResponse(codeSystemError, clientText(err.Error()))
@@ -582,6 +594,27 @@ func (r *relay) recheck(ctx context.Context, st *statement) *pgproto3.ErrorRespo
 	}
 	st.dec, st.seq, st.ver = dec, dec.Seq, ver
 	return nil
+}
+
+// notice sends the client a NoticeResponse at once, while its command is
+// held (PostgreSQL clients show notices as they arrive).
+func (r *relay) notice(msg string) {
+	_ = r.cw.msg(&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000", Message: msg})
+	if err := r.cw.flush(); err != nil {
+		r.log.Warn("sending a notice to the client failed", "error", err)
+	}
+}
+
+// withdraw cancels a check the client is waiting on: its CancelRequest
+// withdraws a pending approval. It reports whether a check was waiting.
+func (r *relay) withdraw() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.waitCancel == nil {
+		return false
+	}
+	r.waitCancel()
+	return true
 }
 
 func errorResponse(code, msg string) *pgproto3.ErrorResponse {

@@ -299,3 +299,47 @@ func TestUnixSocketBackend(t *testing.T) {
 	require.NoError(t, c.QueryRow(context.Background(), "select 9").Scan(&n), "cancelled through the socket, the session goes on")
 	assert.Equal(t, 9, n)
 }
+
+// TestHeldCommandNoticeApproveAndWithdraw: while the gateway holds a
+// command (an approval wait), the client gets a NoticeResponse at once; an
+// approval lets the command through unchanged; a CancelRequest withdraws
+// it and the session goes on.
+func TestHeldCommandNoticeApproveAndWithdraw(t *testing.T) {
+	h := newHarness(t, nil)
+	cfg, err := pgx.ParseConfig(h.dsn(""))
+	require.NoError(t, err)
+	notices := make(chan string, 4)
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices <- n.Message }
+	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: 5 * time.Second}
+	}
+	ctx := context.Background()
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer c.Close(ctx)
+
+	done := make(chan error, 1)
+	var got string
+	go func() { done <- c.QueryRow(ctx, "select 'needs approval'::text").Scan(&got) }()
+	select {
+	case n := <-notices:
+		assert.Contains(t, n, "approval request A1 is pending")
+	case <-time.After(5 * time.Second):
+		t.Fatal("no notice while the command was held")
+	}
+	h.approvals <- struct{}{}
+	require.NoError(t, <-done)
+	assert.Equal(t, "needs approval", got)
+
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = c.QueryRow(wctx, "select 'needs approval again'::text").Scan(&got)
+	require.Error(t, err)
+	assert.Less(t, time.Since(start), 3*time.Second)
+	assert.Equal(t, "42501", pgCode(err), "withdrawn: %v", err)
+	assert.Contains(t, err.Error(), "withdrawn")
+	var n int
+	require.NoError(t, c.QueryRow(ctx, "select 4").Scan(&n), "the session goes on")
+	assert.Equal(t, 4, n)
+}

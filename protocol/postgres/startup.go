@@ -200,6 +200,7 @@ func (p *Plugin) Serve(ctx context.Context, client net.Conn, s protocol.Session)
 	}
 
 	r := newRelay(p, s, conn, fe, fr, hj)
+	p.cancels.attach(keyID, r)
 	p.track(s, r)
 	defer p.untrack(s)
 	return r.run(ctx)
@@ -268,10 +269,13 @@ func (p *Plugin) sslmode() string {
 // handleCancel forwards a client's CancelRequest carrying a key this
 // gateway handed out. Like PostgreSQL, it answers nothing either way.
 func (p *Plugin) handleCancel(ctx context.Context, s protocol.Session, m *pgproto3.CancelRequest) error {
-	k := p.cancels.lookup(m.ProcessID, m.SecretKey)
+	k, r := p.cancels.lookup(m.ProcessID, m.SecretKey)
 	if k == nil {
 		s.Logger().Info("cancel request with an unknown key ignored")
 		return nil
+	}
+	if r != nil && r.withdraw() {
+		s.Logger().Info("cancel request withdrew a command waiting in the gateway")
 	}
 	if err := k.forward(ctx); err != nil {
 		s.Logger().Warn("forwarding cancel request failed", "error", err)

@@ -30,6 +30,7 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
+	"github.com/sluicegw/sluice/approval"
 	"github.com/sluicegw/sluice/credstore"
 	"github.com/sluicegw/sluice/gateway"
 	"github.com/sluicegw/sluice/identity"
@@ -117,9 +118,10 @@ func startGateway(t *testing.T, grace time.Duration, targets ...gateway.TargetCo
 // gatewayOptions vary startGatewayWith; zero fields take startGateway's
 // defaults.
 type gatewayOptions struct {
-	grace   time.Duration
-	decider policy.Decider
-	groups  []string
+	grace     time.Duration
+	decider   policy.Decider
+	groups    []string
+	approvals *approval.Broker
 }
 
 func startGatewayWith(t *testing.T, o gatewayOptions, targets ...gateway.TargetConfig) *env {
@@ -145,6 +147,7 @@ func startGatewayWith(t *testing.T, o gatewayOptions, targets ...gateway.TargetC
 		Targets:       targets,
 		Authenticator: auth,
 		Decider:       o.decider,
+		Approvals:     o.approvals,
 		Credentials:   credstore.Default{},
 		Recording:     sink,
 		Logger:        slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

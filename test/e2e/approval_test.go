@@ -1,0 +1,157 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sluicegw/sluice/approval"
+	"github.com/sluicegw/sluice/approval/sqlitestore"
+	"github.com/sluicegw/sluice/identity"
+	"github.com/sluicegw/sluice/internal/pgtest"
+	"github.com/sluicegw/sluice/policy"
+	"github.com/sluicegw/sluice/recording"
+)
+
+var approvalID = regexp.MustCompile(`approval request ([0-9A-Z]{26})|request ([0-9A-Z]{26})`)
+
+// TestApprovalThroughGateway: a write that policy says needs a DBA waits
+// inside the live session; the client is told the request id at once; an
+// approval through the broker lets the statement through unchanged, a
+// denial or a withdrawal (the client's cancel) refuses it, and the session
+// goes on every time. The requester cannot approve their own request.
+func TestApprovalThroughGateway(t *testing.T) {
+	pgtest.Require(t)
+	admin := pgtest.AdminConn(t, "test")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err := admin.Exec(ctx, "drop table if exists e2e_approval; create table e2e_approval(v int)")
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "drop table if exists e2e_approval") })
+
+	store, err := sqlitestore.Open(ctx, sqlitestore.Config{Path: filepath.Join(t.TempDir(), sqlitestore.DefaultFile)})
+	require.NoError(t, err)
+	t.Cleanup(func() { store.Close() })
+	broker, err := approval.New(ctx, approval.Config{Store: store, GatewayID: "e2e"})
+	require.NoError(t, err)
+	t.Cleanup(func() { broker.Close() })
+
+	engine, err := policy.Parse("approval.yaml", []byte(`
+rules:
+  - name: connect
+    match: command.kind == "connect"
+    action: allow
+  - name: reads
+    match: '!command.sql.writes'
+    action: allow
+  - name: writes-need-a-dba
+    match: command.sql.writes
+    action: require_approval
+    approvers: [group:dba]
+    timeout: 30s
+default: deny
+`))
+	require.NoError(t, err)
+	e := startGatewayWith(t, gatewayOptions{grace: 2 * time.Second, decider: engine, groups: []string{"agents"}, approvals: broker}, pgTarget("pg"))
+
+	notices := make(chan string, 8)
+	cfg, err := pgx.ParseConfig(e.dsn(t, "pg", "test", "require"))
+	require.NoError(t, err)
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices <- n.Message }
+	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: 5 * time.Second}
+	}
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer c.Close(context.Background())
+
+	dba := &identity.Identity{Subject: "dana", Groups: []string{"dba"}, Method: identity.MethodToken}
+	requester := &identity.Identity{Subject: subject, Groups: []string{"agents"}, Method: identity.MethodToken}
+	waitID := func() string {
+		select {
+		case n := <-notices:
+			m := approvalID.FindStringSubmatch(n)
+			require.NotNil(t, m, "the notice names the request: %q", n)
+			if m[1] != "" {
+				return m[1]
+			}
+			return m[2]
+		case <-time.After(10 * time.Second):
+			t.Fatal("no notice while the command waited")
+		}
+		return ""
+	}
+	run := func(ctx context.Context, sql string) chan error {
+		done := make(chan error, 1)
+		go func() { _, err := c.Exec(ctx, sql); done <- err }()
+		return done
+	}
+
+	// Approved: runs unchanged.
+	done := run(ctx, "insert into e2e_approval values (1)")
+	id := waitID()
+	_, err = broker.Approve(ctx, id, requester, "self")
+	assert.True(t, errors.Is(err, approval.ErrSelfApproval), "the requester cannot approve: %v", err)
+	start := time.Now()
+	_, err = broker.Approve(ctx, id, dba, "looks fine")
+	require.NoError(t, err)
+	require.NoError(t, <-done)
+	t.Logf("approve -> statement done: %v", time.Since(start))
+	var n int
+	require.NoError(t, admin.QueryRow(ctx, "select count(*) from e2e_approval").Scan(&n))
+	assert.Equal(t, 1, n)
+
+	// Denied: refused with the reason, nothing written.
+	done = run(ctx, "insert into e2e_approval values (2)")
+	id = waitID()
+	_, err = broker.Deny(ctx, id, dba, "not during the freeze")
+	require.NoError(t, err)
+	err = <-done
+	require.Error(t, err)
+	var pe *pgconn.PgError
+	require.True(t, errors.As(err, &pe))
+	assert.Equal(t, "42501", pe.Code)
+	assert.Contains(t, strings.ToLower(pe.Message), "denied")
+
+	// Withdrawn by the client's cancel.
+	wctx, wcancel := context.WithCancel(ctx)
+	done = run(wctx, "insert into e2e_approval values (3)")
+	id = waitID()
+	wcancel()
+	err = <-done
+	require.Error(t, err)
+	got, gerr := broker.Get(ctx, id)
+	require.NoError(t, gerr)
+	assert.Equal(t, approval.StateWithdrawn, got.State)
+
+	require.NoError(t, admin.QueryRow(ctx, "select count(*) from e2e_approval").Scan(&n))
+	assert.Equal(t, 1, n, "only the approved write ran")
+	require.NoError(t, c.QueryRow(ctx, "select 5").Scan(&n), "the session goes on")
+	assert.Equal(t, 5, n)
+
+	// Each step is in the session's recording.
+	c.Close(ctx)
+	require.NoError(t, e.g.Shutdown(ctx))
+	var steps []string
+	for _, path := range recordingPaths(t, e.recDir) {
+		for _, en := range readRecording(t, path).entries {
+			if en.Type == recording.TypeApproval {
+				steps = append(steps, en.Message)
+			}
+		}
+	}
+	joined := strings.Join(steps, "\n")
+	for _, want := range []string{"pending", "approved", "denied", "withdrawn"} {
+		assert.Contains(t, joined, want)
+	}
+}
