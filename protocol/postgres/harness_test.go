@@ -170,7 +170,7 @@ type harness struct {
 
 	failCheck atomicBool
 	approvals chan struct{} // each receive approves one waiting command
-	version   uint64 // PolicyVersion; guarded by mu
+	version   uint64        // PolicyVersion; guarded by mu
 
 	mu        sync.Mutex
 	seq       uint64
