@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 
@@ -14,21 +15,27 @@ type nopPlugin struct{ name string }
 func (p nopPlugin) Name() string                                   { return p.name }
 func (p nopPlugin) Serve(context.Context, net.Conn, Session) error { return nil }
 
+// registered counts TestRegistry's runs, so -count=N registers a fresh
+// name each time (the registry, like database/sql's, cannot unregister).
+var registered int
+
 func TestRegistry(t *testing.T) {
-	Register("test-proto", func(t *Target) (Plugin, error) { return nopPlugin{name: t.Name}, nil })
-	f, err := Lookup("test-proto")
+	registered++
+	name := fmt.Sprintf("test-proto-%d", registered)
+	Register(name, func(t *Target) (Plugin, error) { return nopPlugin{name: t.Name}, nil })
+	f, err := Lookup(name)
 	require.NoError(t, err)
 	p, err := f(&Target{Name: "x"})
 	require.NoError(t, err)
 	assert.Equal(t, "x", p.Name())
-	assert.Contains(t, Protocols(), "test-proto")
+	assert.Contains(t, Protocols(), name)
 
 	_, err = Lookup("no-such-proto")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `no plugin registered for "no-such-proto"`)
-	assert.Contains(t, err.Error(), "test-proto", "the error lists what is registered")
+	assert.Contains(t, err.Error(), name, "the error lists what is registered")
 
-	assert.Panics(t, func() { Register("test-proto", func(*Target) (Plugin, error) { return nil, nil }) })
+	assert.Panics(t, func() { Register(name, func(*Target) (Plugin, error) { return nil, nil }) })
 	assert.Panics(t, func() { Register("", nil) })
 }
 
