@@ -21,9 +21,23 @@ import (
 //	GET    /api/sessions/{id}  one SessionView; 404 if not live
 //	DELETE /api/sessions/{id}  terminate it (?reason=...); 202, 404 if not live
 //
-// When Config.AdminTokenSHA256 is set, every endpoint but /healthz and
-// /readyz requires "Authorization: Bearer <token>" (see WithAdminToken).
-// Errors are JSON objects {"error": "..."}.
+// and, for approvers (see Config.Approvals; 404 when it is not set):
+//
+//	GET  /api/approvals                 JSON array of ApprovalView (?state=pending|all|STATE, ?after=ID, ?limit=N)
+//	GET  /api/approvals/{id}            one ApprovalView
+//	POST /api/approvals/{id}/approve    vote, body {"reason": "..."}; 200 with the ApprovalView
+//	POST /api/approvals/{id}/deny       likewise
+//	GET  /approvals, /approvals/{id}    the approval web page
+//
+// When Config.AdminTokenSHA256 is set, every endpoint but /healthz,
+// /readyz and the approvers' requires "Authorization: Bearer <token>" (see
+// WithAdminToken). The approvers' endpoints take the approver's own
+// identity token instead, checked by Config.Authenticator (the broker
+// decides from that identity who may vote); the page itself is static and
+// open. API errors are JSON objects {"error": "..."}: 401 without a
+// recognised identity, 403 for a requester or a non-approver, 404 for an
+// unknown request, 409 for one already decided, expired or voted on by
+// the caller.
 func (g *Gateway) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -71,10 +85,16 @@ func (g *Gateway) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	if g.adminKey == nil {
-		return mux
+	var admin http.Handler = mux
+	if g.adminKey != nil {
+		admin = withAdminKey(mux, g.adminKey)
 	}
-	return withAdminKey(mux, g.adminKey)
+	// The approvers' routes are more specific than "/", so they bypass
+	// the admin token; they authenticate each approver themselves.
+	root := http.NewServeMux()
+	root.Handle("/", admin)
+	g.routeApprovals(root)
+	return root
 }
 
 // WithAdminToken wraps h so that every request except GET /healthz and

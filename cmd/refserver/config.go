@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sluicegw/sluice/approval/sqlitestore"
 	"github.com/sluicegw/sluice/credstore"
 	"github.com/sluicegw/sluice/policy"
 	"github.com/sluicegw/sluice/policy/policytest"
@@ -36,6 +38,7 @@ type Config struct {
 	Recording   RecordingConfig   `yaml:"recording"`
 	Credentials CredentialsConfig `yaml:"credentials"`
 	Masking     MaskingConfig     `yaml:"masking"`
+	Approval    ApprovalConfig    `yaml:"approval"`
 	// ShutdownGrace is how long a stopping server lets sessions finish
 	// their command before it ends them.
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
@@ -154,6 +157,64 @@ type MaskingConfig struct {
 	RedactToken string `yaml:"redact_token"`
 }
 
+// ApprovalConfig configures just-in-time approval: where requests are kept
+// and who is told about them. It is on by default, with a SQLite store in
+// the data directory; without it a rule asking for approval denies.
+type ApprovalConfig struct {
+	// Enabled turns approvals on (default true).
+	Enabled *bool `yaml:"enabled"`
+	// Store is sqlite (default: <data_dir>/approvals.db) or postgres
+	// (several gateways sharing the requests).
+	Store string `yaml:"store"`
+	// SQLitePath overrides the SQLite file; empty means
+	// <data_dir>/approvals.db (see Config.approvalsDB).
+	SQLitePath string `yaml:"sqlite_path"`
+	// Postgres references the connection string of the postgres store
+	// (env:NAME, file:PATH, or inline:VALUE with credentials.allow_inline).
+	Postgres string `yaml:"postgres"`
+	// GatewayID names this gateway, stable across restarts (default: the
+	// host name).
+	GatewayID string `yaml:"gateway_id"`
+	// ApproveURL is the base of the approval page linked from
+	// notifications (default http://<admin.listen>/approvals).
+	ApproveURL string `yaml:"approve_url"`
+	// DefaultTimeout is how long a request waits when its rule sets no
+	// timeout (default 10m); MaxTimeout caps any wait (default 24h).
+	DefaultTimeout Duration `yaml:"default_timeout"`
+	MaxTimeout     Duration `yaml:"max_timeout"`
+	// Webhooks receive every new and resolved request, signed with their
+	// secret.
+	Webhooks []WebhookConfig `yaml:"webhooks"`
+	// Slack posts to an incoming webhook.
+	Slack SlackConfig `yaml:"slack"`
+}
+
+// approvalsDB is the SQLite store's file: approval.sqlite_path, else
+// <data_dir>/approvals.db (resolved here, not at parse time, so that a
+// data_dir changed after parsing moves it too).
+func (c *Config) approvalsDB() string {
+	if c.Approval.SQLitePath != "" {
+		return c.Approval.SQLitePath
+	}
+	return filepath.Join(c.DataDir, sqlitestore.DefaultFile)
+}
+
+// on reports whether approvals are enabled.
+func (a ApprovalConfig) on() bool { return a.Enabled == nil || *a.Enabled }
+
+// WebhookConfig is one signed webhook.
+type WebhookConfig struct {
+	URL string `yaml:"url"`
+	// Secret references the HMAC key receivers verify with.
+	Secret string `yaml:"secret"`
+}
+
+// SlackConfig is a Slack incoming webhook.
+type SlackConfig struct {
+	// WebhookURL references the webhook's URL, which is a secret.
+	WebhookURL string `yaml:"webhook_url"`
+}
+
 // Duration is a time.Duration written in Go syntax ("30s", "5m"). A value
 // that does not parse is kept and reported by Validate with its field name.
 type Duration struct {
@@ -264,6 +325,18 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Recording.Fsync == "" {
 		c.Recording.Fsync = "interval"
+	}
+	if c.Approval.on() {
+		a := &c.Approval
+		if a.Store == "" {
+			a.Store = "sqlite"
+		}
+		if a.GatewayID == "" {
+			a.GatewayID = defaultGatewayID()
+		}
+		if a.ApproveURL == "" {
+			a.ApproveURL = "http://" + approveHost(c.Admin.Listen) + "/approvals"
+		}
 	}
 	if c.Recording.FsyncInterval.Duration == 0 && c.Recording.FsyncInterval.bad == "" && c.Recording.Fsync == "interval" {
 		c.Recording.FsyncInterval.Duration = time.Second
@@ -387,7 +460,93 @@ func (c *Config) Validate() error {
 	if c.Recording.Fsync != "interval" && c.Recording.FsyncInterval.Duration != 0 {
 		v.add("recording.fsync_interval", "only applies with fsync: interval")
 	}
+	c.validateApproval(v)
 	return v.err()
+}
+
+func (c *Config) validateApproval(v *validator) {
+	a := c.Approval
+	if !a.on() {
+		return
+	}
+	// secret checks a reference to a secret, as credentials do.
+	secret := func(field, ref string) {
+		if err := credstore.ValidateRef(credstore.Ref{Password: ref}); err != nil {
+			v.add(field, err.Error())
+		} else if strings.HasPrefix(ref, "inline:") && !c.Credentials.AllowInline {
+			v.add(field, "inline secrets are refused unless credentials.allow_inline is true; use env: or file:")
+		}
+	}
+	v.oneOf("approval.store", a.Store, "sqlite", "postgres")
+	switch a.Store {
+	case "sqlite":
+		if a.SQLitePath != "" && strings.TrimSpace(a.SQLitePath) == "" {
+			v.add("approval.sqlite_path", "must not be blank (omit it for <data_dir>/"+sqlitestore.DefaultFile+")")
+		}
+		if a.Postgres != "" {
+			v.add("approval.postgres", "only applies with store: postgres")
+		}
+	case "postgres":
+		if a.Postgres == "" {
+			v.add("approval.postgres", "is required with store: postgres (env:NAME, file:PATH or inline:VALUE holding a connection string)")
+		} else {
+			secret("approval.postgres", a.Postgres)
+		}
+		if a.SQLitePath != "" {
+			v.add("approval.sqlite_path", "only applies with store: sqlite")
+		}
+	}
+	if strings.TrimSpace(a.GatewayID) == "" {
+		v.add("approval.gateway_id", "must not be empty (a name for this gateway that stays the same across restarts)")
+	}
+	if !httpURL(a.ApproveURL) {
+		v.add("approval.approve_url", fmt.Sprintf("%q: want an http(s) URL such as https://sluice.example/approvals", a.ApproveURL))
+	}
+	v.duration("approval.default_timeout", a.DefaultTimeout)
+	v.duration("approval.max_timeout", a.MaxTimeout)
+	if a.DefaultTimeout.Duration > 0 && a.MaxTimeout.Duration > 0 && a.DefaultTimeout.Duration > a.MaxTimeout.Duration {
+		v.add("approval.default_timeout", "must not be longer than approval.max_timeout")
+	}
+	for i, w := range a.Webhooks {
+		f := fmt.Sprintf("approval.webhooks[%d]", i)
+		if !httpURL(w.URL) {
+			v.add(f+".url", "want an http(s) URL")
+		}
+		if w.Secret == "" {
+			v.add(f+".secret", "is required (receivers verify the signature with it): env:NAME, file:PATH or inline:VALUE")
+		} else {
+			secret(f+".secret", w.Secret)
+		}
+	}
+	if a.Slack.WebhookURL != "" {
+		secret("approval.slack.webhook_url", a.Slack.WebhookURL)
+	}
+}
+
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// defaultGatewayID is the host name, or "refserver" when there is none.
+func defaultGatewayID() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "refserver"
+}
+
+// approveHost is the host:port of the default approval page: the admin
+// listen address, with a wildcard host replaced by the host name.
+func approveHost(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = defaultGatewayID()
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func (c *Config) validatePolicy(v *validator) {

@@ -213,6 +213,7 @@ func TestDemoServe(t *testing.T) {
 	require.NotNil(t, m, "banner:\n%s", banner.String())
 	assert.Contains(t, m[1], "dbname="+database+" user=demo sslmode=require password="+res.Token)
 	assert.Contains(t, banner.String(), srv.adminURL())
+	assert.Contains(t, banner.String(), "Approvals: "+srv.adminURL()+"/approvals", "the demo supports approvals")
 
 	out, err := exec.CommandContext(ctx, psql, "-X", "-At", m[1], "-c", "SELECT name FROM customers ORDER BY id LIMIT 1").CombinedOutput()
 	require.NoError(t, err, "psql: %s\nlogs:\n%s", out, logs.String())

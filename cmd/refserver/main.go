@@ -1,7 +1,7 @@
 // Command refserver is sluice's reference server: it turns one YAML file
 // into a running gateway (targets, identity, policy, recording, credentials
 // and an admin HTTP listener), and offers the operator's tools around it:
-// replaying recordings, listing and ending sessions, checking
+// replaying recordings, listing and ending sessions, deciding approvals, checking
 // configurations, testing and explaining policies, and hashing tokens.
 //
 // Run `refserver -h` for the commands.
@@ -40,6 +40,13 @@ Usage:
         List or end live sessions through the admin API
         (default http://127.0.0.1:9090; the token may also come from
         SLUICE_ADMIN_TOKEN).
+  refserver approvals list [--all] [--admin URL] [--token T]
+  refserver approvals show ID [--admin URL] [--token T]
+  refserver approvals approve ID [--reason TEXT] [--admin URL] [--token T]
+  refserver approvals deny ID [--reason TEXT] [--admin URL] [--token T]
+        Decide commands waiting for approval, as yourself: the token is
+        your own identity token (default $SLUICE_APPROVER_TOKEN), not the
+        admin token. The web page is at <admin URL>/approvals.
   refserver config validate FILE
         Check a configuration file, and compile its policy files; every
         problem names its field (or policy file, line and rule).
@@ -105,6 +112,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = c.replay(rest)
 	case "sessions":
 		err = c.sessions(ctx, rest)
+	case "approvals":
+		err = c.approvals(ctx, rest)
 	case "config":
 		err = c.config(rest)
 	case "policy":

@@ -17,6 +17,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluicegw/sluice/approval"
+	"github.com/sluicegw/sluice/approval/notify"
+	"github.com/sluicegw/sluice/approval/pgstore"
+	"github.com/sluicegw/sluice/approval/sqlitestore"
 	"github.com/sluicegw/sluice/credstore"
 	"github.com/sluicegw/sluice/gateway"
 	"github.com/sluicegw/sluice/identity"
@@ -65,6 +69,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	if err := srv.start(ctx); err != nil {
+		srv.closeApprovals()
 		return err
 	}
 	if demo != nil {
@@ -126,8 +131,12 @@ func (s *server) printDemo(w io.Writer, demo *demoResult) {
 	if a := s.gw.Addr(t.Name); a != nil {
 		t.Listen = a.String()
 	}
-	fmt.Fprintf(w, "sluice demo is running. Connect with:\n\n  %s\n\nPolicy: %s  (reads and writes allowed; try DROP TABLE customers; edits reload)\nAdmin API: %s  (sessions: refserver sessions list)\nRecordings: %s  (replay: refserver replay --list)\nStop with Ctrl-C.\n",
-		demoPsqlLine(t.Listen, t.Database, demo.Token), strings.Join(s.cfg.Policy.Files, " "), s.adminURL(), s.cfg.Recording.Dir)
+	approvalsLine := ""
+	if s.approvals != nil {
+		approvalsLine = "Approvals: " + s.adminURL() + "/approvals  (CLI: refserver approvals list --token TOKEN)\n"
+	}
+	fmt.Fprintf(w, "sluice demo is running. Connect with:\n\n  %s\n\nPolicy: %s  (reads and writes allowed; try DROP TABLE customers; edits reload)\nAdmin API: %s  (sessions: refserver sessions list)\nRecordings: %s  (replay: refserver replay --list)\n%sStop with Ctrl-C.\n",
+		demoPsqlLine(t.Listen, t.Database, demo.Token), strings.Join(s.cfg.Policy.Files, " "), s.adminURL(), s.cfg.Recording.Dir, approvalsLine)
 }
 
 func newLogger(lc LogConfig, w io.Writer) (*slog.Logger, error) {
@@ -153,6 +162,8 @@ type server struct {
 	ln     net.Listener
 	adminC chan error
 
+	approvals *approvals // nil when approval.enabled is false
+
 	stopPolicy func() // ends the reloaders; nil until start
 }
 
@@ -168,11 +179,132 @@ func newServer(cfg *Config, logger *slog.Logger) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	gw, err := gateway.New(gcfg)
+	appr, err := openApprovals(cfg, logger)
 	if err != nil {
 		return nil, err
 	}
-	return &server{cfg: cfg, log: logger, gw: gw, live: live}, nil
+	if appr != nil {
+		gcfg.Approvals = appr.broker
+	}
+	gw, err := gateway.New(gcfg)
+	if err != nil {
+		appr.close(logger)
+		return nil, err
+	}
+	return &server{cfg: cfg, log: logger, gw: gw, live: live, approvals: appr}, nil
+}
+
+// approvals is the approval broker and the store it keeps requests in.
+type approvals struct {
+	broker *approval.Broker
+	store  approval.Store
+}
+
+// openApprovalsTimeout bounds opening the store and marking an earlier
+// run's requests abandoned.
+const openApprovalsTimeout = 30 * time.Second
+
+// openApprovals opens the approval store and starts the broker, or returns
+// nil when approval.enabled is false.
+func openApprovals(cfg *Config, logger *slog.Logger) (*approvals, error) {
+	a := cfg.Approval
+	if !a.on() {
+		logger.Info("approvals are off (approval.enabled: false): commands that need approval are denied")
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), openApprovalsTimeout)
+	defer cancel()
+	creds := credstore.Default{AllowInline: cfg.Credentials.AllowInline}
+	secret := func(field, ref string) (string, error) {
+		c, err := creds.Resolve(ctx, credstore.Ref{Password: ref})
+		if err != nil {
+			return "", fmt.Errorf("%s: %s: %w", cfg.file, field, err)
+		}
+		return c.Password.Reveal(), nil
+	}
+	var notifiers []approval.Notifier
+	for i, w := range a.Webhooks {
+		field := fmt.Sprintf("approval.webhooks[%d].secret", i)
+		key, err := secret(field, w.Secret)
+		if err != nil {
+			return nil, err
+		}
+		n := &notify.Webhook{URL: w.URL, Secret: key}
+		if err := n.Validate(); err != nil {
+			return nil, fmt.Errorf("%s: approval.webhooks[%d]: %w", cfg.file, i, err)
+		}
+		notifiers = append(notifiers, n)
+	}
+	if a.Slack.WebhookURL != "" {
+		u, err := secret("approval.slack.webhook_url", a.Slack.WebhookURL)
+		if err != nil {
+			return nil, err
+		}
+		n := &notify.Slack{WebhookURL: u}
+		if err := n.Validate(); err != nil {
+			return nil, fmt.Errorf("%s: approval.slack.webhook_url: %w", cfg.file, err)
+		}
+		notifiers = append(notifiers, n)
+	}
+
+	log := logger.With("component", "approval")
+	var (
+		store approval.Store
+		where string
+	)
+	switch a.Store {
+	case "postgres":
+		conn, err := secret("approval.postgres", a.Postgres)
+		if err != nil {
+			return nil, err
+		}
+		s, err := pgstore.Open(ctx, pgstore.Config{ConnString: conn, Logger: log})
+		if err != nil {
+			// pgstore's errors do not repeat the connection string.
+			return nil, fmt.Errorf("%s: approval.postgres: %w", cfg.file, err)
+		}
+		store, where = s, "postgres"
+	default:
+		path := cfg.approvalsDB()
+		s, err := sqlitestore.Open(ctx, sqlitestore.Config{Path: path, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("%s: approval: sqlite store %s: %w", cfg.file, path, err)
+		}
+		store, where = s, path
+	}
+	b, err := approval.New(ctx, approval.Config{
+		Store:          store,
+		GatewayID:      a.GatewayID,
+		Notifiers:      notifiers,
+		ApproveURL:     a.ApproveURL,
+		DefaultTimeout: a.DefaultTimeout.Duration,
+		MaxTimeout:     a.MaxTimeout.Duration,
+		Logger:         logger,
+	})
+	if err != nil {
+		_ = store.Close()
+		return nil, fmt.Errorf("%s: approval: %w", cfg.file, err)
+	}
+	logger.Info("approvals on", "store", where, "gateway_id", a.GatewayID, "approve_url", a.ApproveURL, "notifiers", len(notifiers))
+	return &approvals{broker: b, store: store}, nil
+}
+
+// close stops the broker, then the store. It is safe on nil.
+func (a *approvals) close(logger *slog.Logger) {
+	if a == nil {
+		return
+	}
+	if err := a.broker.Close(); err != nil {
+		logger.Error("closing the approval broker", "err", err)
+	}
+	if err := a.store.Close(); err != nil {
+		logger.Error("closing the approval store", "err", err)
+	}
+}
+
+func (s *server) closeApprovals() {
+	s.approvals.close(s.log)
+	s.approvals = nil
 }
 
 // newDecider builds the policy: the CEL engine over policy.files, kept live
@@ -440,6 +572,8 @@ func (s *server) wait(ctx context.Context) error {
 	if err := s.admin.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		errs = append(errs, fmt.Errorf("admin shutdown: %w", err))
 	}
+	// After the gateway: no session waits on the broker any more.
+	s.closeApprovals()
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}

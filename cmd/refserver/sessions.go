@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -68,6 +69,8 @@ type adminClient struct {
 	base  *url.URL
 	token string
 	http  *http.Client
+	// authHint says how to give the right token when the API answers 401.
+	authHint string
 }
 
 func newAdminClient(base, token string) (*adminClient, error) {
@@ -78,18 +81,35 @@ func newAdminClient(base, token string) (*adminClient, error) {
 	// One request per command: no idle connection is worth keeping.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DisableKeepAlives = true
-	return &adminClient{base: u, token: token, http: &http.Client{Timeout: 15 * time.Second, Transport: tr}}, nil
+	return &adminClient{base: u, token: token, http: &http.Client{Timeout: 15 * time.Second, Transport: tr},
+		authHint: "give the admin token with --token or SLUICE_ADMIN_TOKEN"}, nil
 }
 
 // do sends a request and decodes a 2xx JSON answer into out; any other
 // answer becomes an error carrying the API's message.
 func (a *adminClient) do(ctx context.Context, method, path string, query url.Values, out any) error {
+	return a.send(ctx, method, path, query, nil, out)
+}
+
+// send is do with a JSON request body (none when in is nil).
+func (a *adminClient) send(ctx context.Context, method, path string, query url.Values, in, out any) error {
 	u := *a.base
 	u.Path = strings.TrimRight(u.Path, "/") + path
 	u.RawQuery = query.Encode()
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
+	var reqBody io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		reqBody = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), reqBody)
 	if err != nil {
 		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
 	if a.token != "" {
@@ -117,7 +137,7 @@ func (a *adminClient) do(ctx context.Context, method, path string, query url.Val
 			msg = e.Error
 		}
 		if resp.StatusCode == http.StatusUnauthorized {
-			return fmt.Errorf("admin API: %s (give the admin token with --token or SLUICE_ADMIN_TOKEN)", msg)
+			return fmt.Errorf("admin API: %s (%s)", msg, a.authHint)
 		}
 		return fmt.Errorf("admin API: %s %s: %s: %s", method, path, resp.Status, msg)
 	}
