@@ -500,6 +500,14 @@ func (s *session) Check(ctx context.Context, cmd *protocol.Command) (protocol.De
 		d = deny("sluice: policy could not decide: " + err.Error())
 	}
 	d = s.enforce(d, id, now)
+	if d.Action == protocol.RequireApproval && cmd.Attrs["extended"] == "parse" {
+		// A prepared statement runs later, many times, with values not
+		// known yet: let it be prepared, and hold each execution for
+		// approval instead, when the plugin checks it with its values.
+		d.Action = protocol.Allow
+		d.PerExecution = true
+		d.Message = "sluice: each execution of this statement needs approval"
+	}
 
 	rd := d
 	seq, err := s.write(&recording.Entry{Type: recording.TypeCommand, Command: cmd, Decision: &rd})

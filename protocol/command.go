@@ -108,6 +108,12 @@ type Decision struct {
 	Timeout   time.Duration `json:"timeout,omitempty"`
 	// Mask lists the masking to apply to the command's result.
 	Mask []string `json:"mask,omitempty"`
+	// PerExecution, on an allowed Parse-like command (Attrs "extended" =
+	// "parse"), means the statement may be prepared but each execution
+	// must be checked again, with its bound values, before it runs: the
+	// gateway sets it instead of holding a prepare for approval, so that
+	// approvers see and approve every execution with its parameters.
+	PerExecution bool `json:"per_execution,omitempty"`
 	// Seq is set by the gateway's Session.Check: the sequence number of the
 	// recorded command event, to be echoed in Event.CommandSeq.
 	Seq uint64 `json:"-"`

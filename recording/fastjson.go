@@ -168,6 +168,9 @@ func appendDecision(b []byte, d *protocol.Decision) []byte {
 		b = append(b, `,"mask":`...)
 		b = appendStrings(b, d.Mask)
 	}
+	if d.PerExecution {
+		b = append(b, `,"per_execution":true`...)
+	}
 	return append(b, '}')
 }
 

@@ -51,7 +51,7 @@ func FuzzClientDecoder(f *testing.F) {
 				t.Fatal("nil message without error")
 			}
 			if b, ok := m.(*pgproto3.Bind); ok && err == nil {
-				_ = renderParams(b.Parameters, b.ParameterFormatCodes, 128)
+				_ = renderParams(b.Parameters, b.ParameterFormatCodes, 128, []uint32{23, 20, 25, 1184, 1700, 17})
 			}
 		}
 	})

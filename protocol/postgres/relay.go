@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/sluicegw/sluice/masking"
 	"github.com/sluicegw/sluice/protocol"
@@ -57,6 +58,9 @@ type statement struct {
 	ver  uint64 // the policy version it was decided under
 	dec  protocol.Decision
 	cols []pgproto3.FieldDescription // from a Describe; response loop only
+	// paramOIDs are the parameter types the backend described; set by
+	// the response loop, read by the request loop, guarded by relay.mu.
+	paramOIDs []uint32
 }
 
 // portal is a bound statement.
@@ -319,7 +323,13 @@ func (r *relay) handleFrontend(ctx context.Context, typ byte, body []byte, msg p
 		return r.handleParse(ctx, body, m)
 	case *pgproto3.Bind:
 		pt := &portal{stmt: r.stmts[m.PreparedStatement], resultFormats: append([]int16(nil), m.ResultFormatCodes...)}
-		pt.params = renderParams(m.Parameters, m.ParameterFormatCodes, r.limits.RecordBytes)
+		var oids []uint32
+		if pt.stmt != nil {
+			r.mu.Lock()
+			oids = pt.stmt.paramOIDs
+			r.mu.Unlock()
+		}
+		pt.params = renderParams(m.Parameters, m.ParameterFormatCodes, r.limits.RecordBytes, oids)
 		r.portals[m.DestinationPortal] = pt
 		return r.forward(typ, body, &pending{typ: 'B', portal: pt})
 	case *pgproto3.Describe:
@@ -332,21 +342,24 @@ func (r *relay) handleFrontend(ctx context.Context, typ byte, body []byte, msg p
 		return r.forward(typ, body, p)
 	case *pgproto3.Execute:
 		pt := r.portals[m.Portal]
-		if pt != nil && pt.stmt != nil && r.policyVersion() != pt.stmt.ver {
-			// The policy changed since the statement was prepared: decide
-			// again before it runs.
-			if refusal := r.recheck(ctx, pt.stmt); refusal != nil {
-				return r.refuseExtended(refusal)
-			}
-		}
 		res := &result{start: time.Now()}
 		if pt != nil {
 			res.portal = pt
 			res.params = pt.params
-			if pt.stmt != nil {
-				res.seq = pt.stmt.seq
-				res.masker = r.s.Masker(pt.stmt.dec)
+		}
+		if pt != nil && pt.stmt != nil {
+			dec := pt.stmt.dec
+			if dec.PerExecution || r.policyVersion() != pt.stmt.ver {
+				// Each execution needs its own decision (an approval
+				// with its values), or the policy changed since the
+				// statement was prepared: decide again before it runs.
+				var refusal *pgproto3.ErrorResponse
+				if dec, refusal = r.recheck(ctx, pt.stmt, pt); refusal != nil {
+					return r.refuseExtended(refusal)
+				}
 			}
+			res.seq = dec.Seq
+			res.masker = r.s.Masker(dec)
 		}
 		return r.forward(typ, body, &pending{typ: 'E', portal: pt, res: res})
 	case *pgproto3.Close:
@@ -582,18 +595,40 @@ func (r *relay) policyVersion() uint64 {
 	return 0
 }
 
-// recheck decides a prepared statement again under the current policy,
-// recording the new decision. It returns the refusal, or nil.
-func (r *relay) recheck(ctx context.Context, st *statement) *pgproto3.ErrorResponse {
+// recheck decides an execution of a prepared statement under the current
+// policy, with the bound values, recording the decision. A statement
+// whose decision holds for one execution only keeps being checked; any
+// other takes the new decision as its own.
+func (r *relay) recheck(ctx context.Context, st *statement, pt *portal) (protocol.Decision, *pgproto3.ErrorResponse) {
 	ver := r.policyVersion()
 	cmd := *st.cmd
-	cmd.Attrs = map[string]string{"extended": "recheck", "statement": st.name}
+	cmd.Attrs = map[string]string{"extended": "execute", "statement": st.name}
+	if len(pt.params) > 0 {
+		vals := make([]string, len(pt.params))
+		for i, p := range pt.params {
+			if p == nil {
+				vals[i] = fmt.Sprintf("$%d = NULL", i+1)
+			} else {
+				vals[i] = fmt.Sprintf("$%d = %s", i+1, quoteParam(*p))
+			}
+		}
+		cmd.Attrs["params"] = strings.Join(vals, ", ")
+		cmd.Text = st.cmd.Text + "  -- " + cmd.Attrs["params"]
+	}
 	dec, refusal := r.check(ctx, &cmd)
 	if refusal != nil {
-		return refusal
+		return dec, refusal
 	}
-	st.dec, st.seq, st.ver = dec, dec.Seq, ver
-	return nil
+	if !st.dec.PerExecution {
+		st.dec, st.seq, st.ver = dec, dec.Seq, ver
+	}
+	return dec, nil
+}
+
+// quoteParam shows a bound value as a SQL literal for people reading a
+// command (approvers, recordings).
+func quoteParam(v string) string {
+	return "'" + strings.ReplaceAll(v, "'", "''") + "'"
 }
 
 // notice sends the client a NoticeResponse at once, while its command is
@@ -663,6 +698,15 @@ func (r *relay) handleBackend(ctx context.Context, typ byte, body []byte) error 
 	case '1', '2': // ParseComplete, BindComplete
 		if h := r.pop(); h != nil && h.synthetic {
 			return nil
+		}
+	case 't': // ParameterDescription, of a Describe of a statement
+		if h := r.head(); h != nil && h.typ == 'D' && h.stmt != nil {
+			var pd pgproto3.ParameterDescription
+			if err := pd.Decode(body); err == nil {
+				r.mu.Lock()
+				h.stmt.paramOIDs = append([]uint32(nil), pd.ParameterOIDs...)
+				r.mu.Unlock()
+			}
 		}
 	case '3', 'n': // CloseComplete, NoData
 		r.pop()
@@ -823,7 +867,11 @@ func copyFields(in []pgproto3.FieldDescription) []pgproto3.FieldDescription {
 // renderParams turns bind parameters into recordable text: text-format
 // values as they are, binary ones as \x hex, NULL as nil, within a total
 // budget of max bytes.
-func renderParams(values [][]byte, formats []int16, max int) []*string {
+//
+// A binary value whose type is known (oids, from the statement's
+// ParameterDescription) is decoded to its text form, so that people
+// reading it (approvers, recordings) see 10, not \x0000000a.
+func renderParams(values [][]byte, formats []int16, max int, oids []uint32) []*string {
 	if len(values) == 0 {
 		return nil
 	}
@@ -833,10 +881,46 @@ func renderParams(values [][]byte, formats []int16, max int) []*string {
 		if v == nil {
 			continue
 		}
-		s := renderValue(v, formatOf(formats, i), &budget)
+		f := formatOf(formats, i)
+		if f == 1 && i < len(oids) {
+			if txt, ok := decodeBinary(oids[i], v); ok {
+				v, f = []byte(txt), 0
+			}
+		}
+		s := renderValue(v, f, &budget)
 		out[i] = &s
 	}
 	return out
+}
+
+// paramTypes holds type maps for decoding binary parameters; a
+// pgtype.Map caches plans as it decodes, so each goroutine takes its own.
+var paramTypes = sync.Pool{New: func() any { return pgtype.NewMap() }}
+
+// decodeBinary turns a binary-format value of type oid into text.
+func decodeBinary(oid uint32, v []byte) (s string, ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	m := paramTypes.Get().(*pgtype.Map)
+	defer paramTypes.Put(m)
+	t, found := m.TypeForOID(oid)
+	if !found {
+		return "", false
+	}
+	val, err := t.Codec.DecodeValue(m, oid, pgtype.BinaryFormatCode, v)
+	if err != nil || val == nil {
+		return "", false
+	}
+	switch x := val.(type) {
+	case time.Time:
+		return x.Format(time.RFC3339Nano), true
+	case []byte:
+		return `\x` + hex.EncodeToString(x), true
+	}
+	return fmt.Sprint(val), true
 }
 
 func formatOf(formats []int16, i int) int16 {

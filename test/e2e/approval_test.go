@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -136,6 +137,23 @@ default: deny
 
 	require.NoError(t, admin.QueryRow(ctx, "select count(*) from e2e_approval").Scan(&n))
 	assert.Equal(t, 1, n, "only the approved write ran")
+
+	// A prepared statement (pgx's statement cache, extended protocol):
+	// every execution is held for its own approval, and the approver sees
+	// the bound values.
+	for _, v := range []int{10, 11} {
+		done := make(chan error, 1)
+		go func() { _, err := c.Exec(ctx, "insert into e2e_approval values ($1)", v); done <- err }()
+		id := waitID()
+		req, err := broker.Get(ctx, id)
+		require.NoError(t, err)
+		assert.Contains(t, req.Command.Text, fmt.Sprintf("$1 = '%d'", v), "the approver sees the value")
+		_, err = broker.Approve(ctx, id, dba, "ok")
+		require.NoError(t, err)
+		require.NoError(t, <-done)
+	}
+	require.NoError(t, admin.QueryRow(ctx, "select count(*) from e2e_approval").Scan(&n))
+	assert.Equal(t, 3, n)
 	require.NoError(t, c.QueryRow(ctx, "select 5").Scan(&n), "the session goes on")
 	assert.Equal(t, 5, n)
 
