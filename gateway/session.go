@@ -169,7 +169,6 @@ func (s *session) finish(serveErr error) {
 	if wasAuthenticated {
 		s.g.metrics.sessionsActive.WithLabelValues(s.t.cfg.Target.Name).Dec()
 	}
-	s.g.removeSession(s)
 	attrs := []any{"reason", reason, "duration", time.Since(s.start).Round(time.Millisecond), "commands", s.commands.Load()}
 	if subject != "" {
 		attrs = append(attrs, "subject", subject)
@@ -178,6 +177,9 @@ func (s *session) finish(serveErr error) {
 		attrs = append(attrs, "plugin_error", serveErr.Error())
 	}
 	s.log.Info("session ended", attrs...)
+	// Last: whoever waits for the session to leave the live list sees
+	// its end fully recorded and logged.
+	s.g.removeSession(s)
 }
 
 // endReason names why the plugin's Serve returned when nobody ended the
