@@ -165,8 +165,8 @@ func startGatewayWith(t *testing.T, o gatewayOptions, targets ...gateway.TargetC
 		}
 		if t.Failed() {
 			logs := e.logs.String()
-			if len(logs) > 64<<10 {
-				logs = "...\n" + logs[len(logs)-64<<10:]
+			if len(logs) > 4<<20 {
+				logs = "...\n" + logs[len(logs)-4<<20:]
 			}
 			t.Logf("gateway logs:\n%s", logs)
 		}
