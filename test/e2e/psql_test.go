@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -198,18 +201,48 @@ func TestClientCloseRecordedAsClientClosed(t *testing.T) {
 	defer cancel()
 	dsn := e.dsn(t, "pg", "test", "disable")
 	var g errgroup.Group
+	var dumpOnce sync.Once
+	dump := func(err error) error {
+		// A session that stalls is a bug: show where every goroutine is.
+		dumpOnce.Do(func() {
+			var buf bytes.Buffer
+			_ = pprof.Lookup("goroutine").WriteTo(&buf, 2)
+			t.Logf("a session stalled (%v); goroutines:\n%s", err, buf.String())
+			// And what the server's backends were doing then.
+			actx, acancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer acancel()
+			rows, qerr := pgtest.AdminConn(t, "postgres").Query(actx,
+				`select pid, state, coalesce(wait_event_type, ''), coalesce(wait_event, ''), left(query, 80) from pg_stat_activity where pid <> pg_backend_pid()`)
+			if qerr == nil {
+				for rows.Next() {
+					var pid int
+					var state, wtype, wevent, query *string
+					if rows.Scan(&pid, &state, &wtype, &wevent, &query) == nil {
+						t.Logf("backend %d: state=%v wait=%v/%v query=%v", pid, deref(state), deref(wtype), deref(wevent), deref(query))
+					}
+				}
+				rows.Close()
+			}
+		})
+		return err
+	}
 	for range workers {
 		g.Go(func() error {
 			for range perWorker {
-				c, err := pgx.Connect(ctx, dsn)
+				octx, cancel := context.WithTimeout(ctx, 15*time.Second)
+				c, err := pgx.Connect(octx, dsn)
 				if err != nil {
-					return err
+					cancel()
+					return dump(err)
 				}
-				if _, err := c.Exec(ctx, "select 1"); err != nil {
-					return err
+				if _, err := c.Exec(octx, "select 1"); err != nil {
+					cancel()
+					return dump(err)
 				}
-				if err := c.Close(ctx); err != nil {
-					return err
+				err = c.Close(octx)
+				cancel()
+				if err != nil {
+					return dump(err)
 				}
 			}
 			return nil
@@ -222,4 +255,11 @@ func TestClientCloseRecordedAsClientClosed(t *testing.T) {
 	}
 	assert.Equal(t, map[string]int{"client closed": workers * perWorker}, reasons,
 		"end reasons of sessions whose clients all sent Terminate")
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
