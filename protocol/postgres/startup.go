@@ -223,6 +223,9 @@ func (p *Plugin) connectBackend(ctx context.Context, s protocol.Session, cred cr
 	cfg.Password = cred.Password.Reveal()
 	cfg.Database = database
 	cfg.RuntimeParams = params
+	cfg.AfterNetConnect = func(_ context.Context, _ *pgconn.Config, c net.Conn) (net.Conn, error) {
+		return &handoverConn{Conn: c}, nil
+	}
 	if limits.ConnectTimeout > 0 {
 		cfg.ConnectTimeout = limits.ConnectTimeout
 		var cancel context.CancelFunc
@@ -238,6 +241,17 @@ func (p *Plugin) connectBackend(ctx context.Context, s protocol.Session, cred cr
 	if err != nil {
 		pc.Close(context.Background())
 		return nil, fmt.Errorf("postgres: taking over the backend connection: %w", err)
+	}
+	if h, ok := hj.Conn.(*handoverConn); ok {
+		kept, err := h.detach()
+		if err != nil {
+			h.Conn.Close()
+			return nil, err
+		}
+		hj.Conn = h.Conn
+		if len(kept) > 0 {
+			hj.Conn = &prefixConn{Conn: h.Conn, prefix: kept}
+		}
 	}
 	return hj, nil
 }
