@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -156,6 +157,31 @@ default: deny
 	assert.Equal(t, 3, n)
 	require.NoError(t, c.QueryRow(ctx, "select 5").Scan(&n), "the session goes on")
 	assert.Equal(t, 5, n)
+
+	// psql: the notice reaches a person's terminal while the statement
+	// waits, and an approval lets it finish.
+	if _, err := exec.LookPath("psql"); err == nil {
+		pdone := make(chan cmdResult, 1)
+		go func() {
+			pdone <- e.psql(t, "pg", "test", "require", "-v", "ON_ERROR_STOP=1", "-c", "insert into e2e_approval values (20)")
+		}()
+		var pending []*approval.Request
+		require.Eventually(t, func() bool {
+			pending, _ = broker.List(ctx, approval.Filter{States: []approval.State{approval.StatePending}})
+			return len(pending) == 1
+		}, 10*time.Second, 20*time.Millisecond)
+		assert.Contains(t, pending[0].Command.Text, "values (20)")
+		_, err = broker.Approve(ctx, pending[0].ID, dba, "psql ok")
+		require.NoError(t, err)
+		r := <-pdone
+		assert.Equal(t, 0, r.code, "stderr: %s", r.stderr)
+		assert.Contains(t, r.stderr, "NOTICE:  sluice: this command needs approval")
+		assert.Contains(t, r.stdout, "INSERT 0 1")
+		require.NoError(t, admin.QueryRow(ctx, "select count(*) from e2e_approval where v = 20").Scan(&n))
+		assert.Equal(t, 1, n)
+	} else {
+		requireTool(t, "psql")
+	}
 
 	// Each step is in the session's recording.
 	c.Close(ctx)
