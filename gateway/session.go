@@ -568,7 +568,11 @@ func (s *session) awaitApproval(ctx context.Context, cmd *protocol.Command, d pr
 		}
 		return approved("sluice: allowed by the grant window of approval request " + g.ID)
 	}
-	p, err := b.Request(ctx, approval.NewRequest(info, *cmd, d))
+	req := approval.NewRequest(info, *cmd, d)
+	if d.Quorum > req.Quorum {
+		req.Quorum = d.Quorum
+	}
+	p, err := b.Request(ctx, req)
 	if err != nil {
 		s.log.Error("the approval service could not take the request; denying", "error", err)
 		recordStep("approval service unavailable: " + err.Error())

@@ -52,6 +52,7 @@ type Rule struct {
 	Action    protocol.Action
 	Message   string
 	Approvers []string
+	Quorum    int
 	Timeout   time.Duration
 	Mask      []string
 }
@@ -297,7 +298,7 @@ func (e *Engine) Rules() []Rule {
 	for i, r := range e.rules {
 		out[i] = Rule{
 			Name: r.name, File: r.file, Line: r.line, Match: r.match, Action: r.action,
-			Message: r.message, Approvers: slices.Clone(r.approvers), Timeout: r.timeout, Mask: slices.Clone(r.mask),
+			Message: r.message, Approvers: slices.Clone(r.approvers), Quorum: r.quorum, Timeout: r.timeout, Mask: slices.Clone(r.mask),
 		}
 	}
 	return out
@@ -369,6 +370,7 @@ func (e *Engine) decide(ctx context.Context, in *Input, guarded bool) (protocol.
 				approval, approvalMsg = true, r.msg
 			}
 			d.Approvers = appendUnique(d.Approvers, r.approvers)
+			d.Quorum = max(d.Quorum, r.quorum)
 			if r.timeout > 0 && (d.Timeout == 0 || r.timeout < d.Timeout) {
 				d.Timeout = r.timeout
 			}
@@ -386,7 +388,7 @@ func (e *Engine) decide(ctx context.Context, in *Input, guarded bool) (protocol.
 	switch {
 	case denied:
 		d.Action, d.Message = protocol.Deny, denyMsg
-		d.Approvers, d.Timeout, d.Mask = nil, 0, nil
+		d.Approvers, d.Quorum, d.Timeout, d.Mask = nil, 0, 0, nil
 	case approval:
 		d.Action, d.Message = protocol.RequireApproval, approvalMsg
 	case allows:

@@ -666,3 +666,44 @@ func TestMaskEntriesCheckedAtLoad(t *testing.T) {
 	_, err = Parse("m.yaml", []byte("rules:\n  - name: r\n    match: 'true'\n    action: allow\n    mask: [email, 'column:users.phone=partial:4', 'json:$.card=hash']\n"))
 	require.NoError(t, err)
 }
+
+func TestQuorum(t *testing.T) {
+	e, err := Parse("q.yaml", []byte(`
+rules:
+  - name: two-dbas
+    match: command.sql.writes
+    action: require_approval
+    approvers: [group:dba]
+    quorum: 2
+  - name: one-lead
+    match: command.sql.ddl
+    action: require_approval
+    approvers: [group:leads]
+  - name: no-drop
+    match: command.sql.statements.exists(s, s.kind == "DROP")
+    action: deny
+default: allow
+`))
+	require.NoError(t, err)
+	decide := func(sql *protocol.SQL) protocol.Decision {
+		d, err := e.Decide(context.Background(), &Input{Command: &protocol.Command{Protocol: "postgres", Kind: protocol.KindQuery, SQL: sql}})
+		require.NoError(t, err)
+		return d
+	}
+	d := decide(&protocol.SQL{Statements: []protocol.Statement{{Kind: "CREATE TABLE"}}, Writes: true, DDL: true})
+	assert.Equal(t, protocol.RequireApproval, d.Action)
+	assert.Equal(t, 2, d.Quorum, "the largest quorum of the matching approval rules")
+	assert.Equal(t, []string{"group:dba", "group:leads"}, d.Approvers)
+	d = decide(&protocol.SQL{Statements: []protocol.Statement{{Kind: "DROP"}}, Writes: true, DDL: true})
+	assert.Equal(t, protocol.Deny, d.Action)
+	assert.Zero(t, d.Quorum)
+
+	for _, bad := range []string{"0", "x", "101"} {
+		_, err := Parse("q.yaml", []byte("rules:\n  - name: r\n    match: 'true'\n    action: require_approval\n    quorum: "+bad+"\n"))
+		require.Error(t, err, bad)
+		assert.Contains(t, err.Error(), "quorum")
+	}
+	_, err = Parse("q.yaml", []byte("rules:\n  - name: r\n    match: 'true'\n    action: allow\n    quorum: 2\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "only allowed with action: require_approval")
+}

@@ -90,6 +90,7 @@ type ruleSpec struct {
 	action    protocol.Action
 	message   string
 	approvers []string
+	quorum    int
 	timeout   time.Duration
 	mask      []string
 }
@@ -100,7 +101,7 @@ func (r *ruleSpec) errAt(line int, field, format string, args ...any) *RuleError
 
 var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
 
-var ruleKeys = []string{"name", "match", "action", "message", "approvers", "timeout", "mask"}
+var ruleKeys = []string{"name", "match", "action", "message", "approvers", "quorum", "timeout", "mask"}
 
 // parseFile parses one policy file, strictly: unknown keys, wrong shapes and
 // invalid values are errors. It returns every problem it finds.
@@ -185,7 +186,7 @@ func parseRule(file string, index int, n *yaml.Node) (*ruleSpec, []error) {
 	errs := duplicateKeys(n, func(key *yaml.Node) error {
 		return r.errAt(key.Line, "", "key %q given twice", key.Value)
 	})
-	var timeoutLine, approversLine, maskLine int
+	var timeoutLine, approversLine, maskLine, quorumLine int
 	var action string
 	actionLine := n.Line
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -233,6 +234,14 @@ func parseRule(file string, index int, n *yaml.Node) (*ruleSpec, []error) {
 		case "approvers":
 			approversLine = key.Line
 			list(&r.approvers)
+		case "quorum":
+			quorumLine = key.Line
+			q, err := strconv.Atoi(val.Value)
+			if val.Kind != yaml.ScalarNode || err != nil || q < 1 || q > 100 {
+				errs = append(errs, r.errAt(val.Line, "quorum", "%q: want a number of distinct approvers from 1 to 100", val.Value))
+			} else {
+				r.quorum = q
+			}
 		case "mask":
 			maskLine = key.Line
 			list(&r.mask)
@@ -279,6 +288,9 @@ func parseRule(file string, index int, n *yaml.Node) (*ruleSpec, []error) {
 		}
 		if timeoutLine > 0 {
 			errs = append(errs, r.errAt(timeoutLine, "timeout", "only allowed with action: require_approval"))
+		}
+		if quorumLine > 0 {
+			errs = append(errs, r.errAt(quorumLine, "quorum", "only allowed with action: require_approval"))
 		}
 	}
 	if r.action == protocol.Deny && maskLine > 0 {

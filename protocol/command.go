@@ -103,9 +103,11 @@ type Decision struct {
 	// Rules names every rule that matched.
 	Rules []string `json:"rules,omitempty"`
 	// Message explains a deny or an approval requirement to the caller.
-	Message   string        `json:"message,omitempty"`
-	Approvers []string      `json:"approvers,omitempty"`
-	Timeout   time.Duration `json:"timeout,omitempty"`
+	Message   string   `json:"message,omitempty"`
+	Approvers []string `json:"approvers,omitempty"`
+	// Quorum is how many distinct approvers must approve; 0 means one.
+	Quorum  int           `json:"quorum,omitempty"`
+	Timeout time.Duration `json:"timeout,omitempty"`
 	// Mask lists the masking to apply to the command's result.
 	Mask []string `json:"mask,omitempty"`
 	// PerExecution, on an allowed Parse-like command (Attrs "extended" =

@@ -160,6 +160,10 @@ func appendDecision(b []byte, d *protocol.Decision) []byte {
 		b = append(b, `,"approvers":`...)
 		b = appendStrings(b, d.Approvers)
 	}
+	if d.Quorum != 0 {
+		b = append(b, `,"quorum":`...)
+		b = strconv.AppendInt(b, int64(d.Quorum), 10)
+	}
 	if d.Timeout != 0 {
 		b = append(b, `,"timeout":`...)
 		b = strconv.AppendInt(b, int64(d.Timeout), 10)

@@ -27,7 +27,7 @@ func hotEntries() []*Entry {
 				}, Writes: true, DDL: true, ParseError: ""},
 				Attrs: map[string]string{"statement": "s1", "extended": "parse", "a": weird}},
 			Decision: &protocol.Decision{Action: protocol.Deny, Rules: []string{"no-drop", "x"}, Message: weird,
-				Approvers: []string{"group:dba"}, Timeout: 10 * time.Minute, Mask: []string{"email"}, Seq: 99}},
+				Approvers: []string{"group:dba"}, Quorum: 2, Timeout: 10 * time.Minute, Mask: []string{"email"}, PerExecution: true, Seq: 99}},
 		{Seq: 2, Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("x", 3600)), Type: TypeCommand,
 			Command:  &protocol.Command{Protocol: "postgres", Kind: protocol.KindConnect, SQL: &protocol.SQL{ParseError: "syntax error"}},
 			Decision: &protocol.Decision{Action: protocol.Allow}},

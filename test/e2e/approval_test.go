@@ -199,3 +199,81 @@ default: deny
 		assert.Contains(t, joined, want)
 	}
 }
+
+// TestApprovalQuorumAndConcurrentSessions: a rule asking for two distinct
+// approvers holds the statement after the first approval and lets it run
+// after the second; several sessions wait at once, each on its own
+// request, and each runs once approved.
+func TestApprovalQuorumAndConcurrentSessions(t *testing.T) {
+	pgtest.Require(t)
+	admin := pgtest.AdminConn(t, "test")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err := admin.Exec(ctx, "drop table if exists e2e_quorum; create table e2e_quorum(v int)")
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "drop table if exists e2e_quorum") })
+
+	store, err := sqlitestore.Open(ctx, sqlitestore.Config{Path: filepath.Join(t.TempDir(), sqlitestore.DefaultFile)})
+	require.NoError(t, err)
+	t.Cleanup(func() { store.Close() })
+	broker, err := approval.New(ctx, approval.Config{Store: store, GatewayID: "e2e-quorum"})
+	require.NoError(t, err)
+	t.Cleanup(func() { broker.Close() })
+	engine, err := policy.Parse("quorum.yaml", []byte(`
+rules:
+  - name: connect
+    match: command.kind == "connect"
+    action: allow
+  - name: two-dbas-for-writes
+    match: command.sql.writes
+    action: require_approval
+    approvers: [group:dba]
+    quorum: 2
+    timeout: 30s
+default: deny
+`))
+	require.NoError(t, err)
+	e := startGatewayWith(t, gatewayOptions{grace: 2 * time.Second, decider: engine, groups: []string{"agents"}, approvals: broker}, pgTarget("pg"))
+	dana := &identity.Identity{Subject: "dana", Groups: []string{"dba"}, Method: identity.MethodToken}
+	omar := &identity.Identity{Subject: "omar", Groups: []string{"dba"}, Method: identity.MethodToken}
+
+	const sessions = 3
+	done := make(chan error, sessions)
+	for i := range sessions {
+		c := e.pgx(t, "pg", "test")
+		go func() { _, err := c.Exec(ctx, fmt.Sprintf("insert into e2e_quorum values (%d)", i), pgx.QueryExecModeSimpleProtocol); done <- err }()
+	}
+	var pending []*approval.Request
+	require.Eventually(t, func() bool {
+		pending, _ = broker.List(ctx, approval.Filter{States: []approval.State{approval.StatePending}})
+		return len(pending) == sessions
+	}, 10*time.Second, 20*time.Millisecond, "one request per waiting session")
+
+	for _, r := range pending {
+		assert.Equal(t, 2, r.Quorum)
+		got, err := broker.Approve(ctx, r.ID, dana, "first")
+		require.NoError(t, err)
+		assert.Equal(t, approval.StatePending, got.State, "one approval of two")
+		_, err = broker.Approve(ctx, r.ID, dana, "again")
+		assert.ErrorIs(t, err, approval.ErrAlreadyVoted)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("a statement ran before its quorum: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	var n int
+	require.NoError(t, admin.QueryRow(ctx, "select count(*) from e2e_quorum").Scan(&n))
+	assert.Zero(t, n)
+
+	for _, r := range pending {
+		got, err := broker.Approve(ctx, r.ID, omar, "second")
+		require.NoError(t, err)
+		assert.Equal(t, approval.StateApproved, got.State)
+	}
+	for range sessions {
+		require.NoError(t, <-done)
+	}
+	require.NoError(t, admin.QueryRow(ctx, "select count(*) from e2e_quorum").Scan(&n))
+	assert.Equal(t, sessions, n)
+}
