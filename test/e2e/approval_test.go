@@ -241,7 +241,10 @@ default: deny
 	done := make(chan error, sessions)
 	for i := range sessions {
 		c := e.pgx(t, "pg", "test")
-		go func() { _, err := c.Exec(ctx, fmt.Sprintf("insert into e2e_quorum values (%d)", i), pgx.QueryExecModeSimpleProtocol); done <- err }()
+		go func() {
+			_, err := c.Exec(ctx, fmt.Sprintf("insert into e2e_quorum values (%d)", i), pgx.QueryExecModeSimpleProtocol)
+			done <- err
+		}()
 	}
 	var pending []*approval.Request
 	require.Eventually(t, func() bool {
