@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -279,4 +280,60 @@ default: deny
 	}
 	require.NoError(t, admin.QueryRow(ctx, "select count(*) from e2e_quorum").Scan(&n))
 	assert.Equal(t, sessions, n)
+}
+
+// TestApprovalLatency reports (it does not time-assert) how long a
+// waiting statement takes to return its result once approved through the
+// broker: the median of 20, for the closing figures.
+func TestApprovalLatency(t *testing.T) {
+	pgtest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	store, err := sqlitestore.Open(ctx, sqlitestore.Config{Path: filepath.Join(t.TempDir(), sqlitestore.DefaultFile)})
+	require.NoError(t, err)
+	t.Cleanup(func() { store.Close() })
+	broker, err := approval.New(ctx, approval.Config{Store: store, GatewayID: "e2e-latency"})
+	require.NoError(t, err)
+	t.Cleanup(func() { broker.Close() })
+	engine, err := policy.Parse("latency.yaml", []byte(`
+rules:
+  - name: connect
+    match: command.kind == "connect"
+    action: allow
+  - name: everything-needs-a-dba
+    match: command.kind == "query"
+    action: require_approval
+    approvers: [group:dba]
+default: deny
+`))
+	require.NoError(t, err)
+	e := startGatewayWith(t, gatewayOptions{grace: 2 * time.Second, decider: engine, groups: []string{"agents"}, approvals: broker}, pgTarget("pg"))
+	c := e.pgx(t, "pg", "test")
+	dba := &identity.Identity{Subject: "dana", Groups: []string{"dba"}, Method: identity.MethodToken}
+
+	var took []time.Duration
+	for i := 0; i < 20; i++ {
+		done := make(chan time.Time, 1)
+		go func() {
+			var v int
+			if err := c.QueryRow(ctx, fmt.Sprintf("select %d", i), pgx.QueryExecModeSimpleProtocol).Scan(&v); err == nil {
+				done <- time.Now()
+			} else {
+				done <- time.Time{}
+			}
+		}()
+		var pending []*approval.Request
+		require.Eventually(t, func() bool {
+			pending, _ = broker.List(ctx, approval.Filter{States: []approval.State{approval.StatePending}})
+			return len(pending) == 1
+		}, 10*time.Second, time.Millisecond)
+		start := time.Now()
+		_, err := broker.Approve(ctx, pending[0].ID, dba, "ok")
+		require.NoError(t, err)
+		end := <-done
+		require.False(t, end.IsZero(), "the approved query returned its row")
+		took = append(took, end.Sub(start))
+	}
+	slices.Sort(took)
+	t.Logf("approve API call -> result row: median %v (min %v, max %v, n=20)", took[10], took[0], took[19])
 }
