@@ -81,3 +81,40 @@ func TestMaskedResults(t *testing.T) {
 		})
 	}
 }
+
+// TestMaskingFollowsSourceColumns: column rules apply to what a column is,
+// resolved through the catalog, not to what the query calls it: an alias
+// does not escape, and a table-qualified rule leaves another table's
+// column of the same name alone.
+func TestMaskingFollowsSourceColumns(t *testing.T) {
+	h := newHarness(t, nil)
+	entries := []string{"column:pii2.card=partial:4", "column:secret_code=null"}
+	m, err := masking.Compile(entries, masking.Options{})
+	require.NoError(t, err)
+	h.masker = m
+	h.decide = func(cmd *protocol.Command) protocol.Decision {
+		d := protocol.Decision{Action: protocol.Allow, Rules: []string{"allow"}}
+		if strings.Contains(cmd.Text, "from pii2") || strings.Contains(cmd.Text, "from other2") {
+			d.Mask = entries
+		}
+		return d
+	}
+	ctx := context.Background()
+	c := connect(t, h)
+	_, err = c.Exec(ctx, `create temp table pii2(card text, secret_code int); create temp table other2(card text);
+		insert into pii2 values ('4111111111111111', 42); insert into other2 values ('not-a-secret-1234')`)
+	require.NoError(t, err)
+
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+		var card string
+		var code *int32
+		require.NoError(t, c.QueryRow(ctx, "select card as c, secret_code as innocent from pii2", mode).Scan(&card, &code))
+		assert.NotEqual(t, "4111111111111111", card, "an alias does not escape the rule (%s)", mode)
+		assert.True(t, strings.HasSuffix(card, "1111"))
+		assert.Nil(t, code, "aliased secret_code is still NULLed (%s)", mode)
+
+		var other string
+		require.NoError(t, c.QueryRow(ctx, "select card from other2", mode).Scan(&other))
+		assert.Equal(t, "not-a-secret-1234", other, "pii2.card's rule leaves other2.card alone (%s)", mode)
+	}
+}

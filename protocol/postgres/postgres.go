@@ -55,6 +55,7 @@ type Plugin struct {
 
 	cancels    cancelRegistry
 	classifier *pgsql.Classifier
+	catalog    catalog
 
 	mu    sync.Mutex
 	conns map[protocol.Session]*relay

@@ -104,6 +104,8 @@ type relay struct {
 	// session starts closing.
 	idle *sync.Cond
 
+	database string // the backend database, for catalog lookups
+
 	// Request-loop state.
 	stmts    map[string]*statement
 	portals  map[string]*portal
@@ -686,6 +688,16 @@ func (r *relay) handleBackend(ctx context.Context, typ byte, body []byte) error 
 			if h.deny != nil {
 				return nil
 			}
+			if res := h.res; res.masker != nil && !res.resolved {
+				res.resolved = true
+				res.describeFromPortal()
+				srcs, err := r.p.sources(ctx, r.s, r.database, res.cols)
+				if err != nil {
+					// Masking by name cannot be trusted: withhold.
+					res.maskErr = fmt.Errorf("resolving the result's source columns: %w", err)
+				}
+				res.sources = srcs
+			}
 			out, err := h.res.row(body, r.limits)
 			if err != nil {
 				return fmt.Errorf("backend sent a malformed DataRow: %w", err)
@@ -980,6 +992,8 @@ type result struct {
 	truncated bool
 	row0      pgproto3.DataRow
 	maskErr   error          // a row could not be masked: the rest is withheld
+	sources   []sourceColumn // where each column comes from, for masking
+	resolved  bool           // sources were looked up
 	maskedBy  map[string]int // masked values per mask entry
 }
 
@@ -997,6 +1011,25 @@ func (res *result) describe(cols []pgproto3.FieldDescription, resultFormats []in
 	res.mcols = nil
 }
 
+// describeFromPortal takes an extended-protocol result's columns from the
+// Describe of its portal or statement.
+func (res *result) describeFromPortal() {
+	if res.described || res.portal == nil {
+		return
+	}
+	cols := res.portal.cols
+	if cols == nil && res.portal.stmt != nil {
+		cols = res.portal.stmt.cols
+	}
+	res.describe(cols, res.portal.resultFormats)
+	if res.portal.cols != nil {
+		// A described portal reports its real formats.
+		for i := range cols {
+			res.formats[i] = cols[i].Format
+		}
+	}
+}
+
 // row accounts for one DataRow, masks it if the decision says so, keeps it
 // for the recording while under the caps, and returns the bytes to send.
 func (res *result) row(body []byte, limits protocol.Limits) ([]byte, error) {
@@ -1006,19 +1039,7 @@ func (res *result) row(body []byte, limits protocol.Limits) ([]byte, error) {
 	if res.start.IsZero() {
 		res.start = time.Now()
 	}
-	if !res.described && res.portal != nil {
-		cols := res.portal.cols
-		if cols == nil && res.portal.stmt != nil {
-			cols = res.portal.stmt.cols
-		}
-		res.describe(cols, res.portal.resultFormats)
-		if res.portal.cols != nil {
-			// A described portal reports its real formats.
-			for i := range cols {
-				res.formats[i] = cols[i].Format
-			}
-		}
-	}
+	res.describeFromPortal()
 	res.rows++
 	capture := res.rows <= int64(limits.RecordRows) && res.dataBytes < limits.RecordBytes
 	if !capture && res.rows > int64(limits.RecordRows) {
@@ -1038,6 +1059,11 @@ func (res *result) row(body []byte, limits protocol.Limits) ([]byte, error) {
 			for i := range res.mcols {
 				if i < len(res.cols) {
 					res.mcols[i] = masking.Column{Name: string(res.cols[i].Name), TypeOID: res.cols[i].DataTypeOID}
+				}
+				if i < len(res.sources) && res.sources[i].column != "" {
+					// A plain column reference is masked by what it
+					// is, whatever the query calls it.
+					res.mcols[i].Name, res.mcols[i].Table = res.sources[i].column, res.sources[i].table
 				}
 				res.mcols[i].Binary = i < len(res.formats) && res.formats[i] == 1
 			}

@@ -200,17 +200,16 @@ func (p *Plugin) Serve(ctx context.Context, client net.Conn, s protocol.Session)
 	}
 
 	r := newRelay(p, s, conn, fe, fr, hj)
+	r.database = database
 	p.cancels.attach(keyID, r)
 	p.track(s, r)
 	defer p.untrack(s)
 	return r.run(ctx)
 }
 
-// connectBackend opens and authenticates the backend connection with the
-// gateway's credential, then takes the raw connection over from pgconn.
-// Errors never contain the password.
-func (p *Plugin) connectBackend(ctx context.Context, s protocol.Session, cred credstore.Credential, database string, params map[string]string) (*pgconn.HijackedConn, error) {
-	limits := s.Limits()
+// backendConfig is the pgconn configuration for logging in to the backend
+// as the gateway's credential.
+func (p *Plugin) backendConfig(cred credstore.Credential, database string) (*pgconn.Config, error) {
 	conninfo := fmt.Sprintf("host=%s port=%s sslmode=%s", quoteConnValue(p.host), quoteConnValue(p.port), quoteConnValue(p.sslmode()))
 	if rc := p.target.Options[OptSSLRootCert]; rc != "" {
 		conninfo += " sslrootcert=" + quoteConnValue(rc)
@@ -222,6 +221,18 @@ func (p *Plugin) connectBackend(ctx context.Context, s protocol.Session, cred cr
 	cfg.User = cred.Username
 	cfg.Password = cred.Password.Reveal()
 	cfg.Database = database
+	return cfg, nil
+}
+
+// connectBackend opens and authenticates the backend connection with the
+// gateway's credential, then takes the raw connection over from pgconn.
+// Errors never contain the password.
+func (p *Plugin) connectBackend(ctx context.Context, s protocol.Session, cred credstore.Credential, database string, params map[string]string) (*pgconn.HijackedConn, error) {
+	limits := s.Limits()
+	cfg, err := p.backendConfig(cred, database)
+	if err != nil {
+		return nil, err
+	}
 	cfg.RuntimeParams = params
 	cfg.AfterNetConnect = func(_ context.Context, _ *pgconn.Config, c net.Conn) (net.Conn, error) {
 		return &handoverConn{Conn: c}, nil
