@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sluicegw/sluice/identity"
+	"github.com/sluicegw/sluice/internal/pgtest"
 )
 
 // TestApprovalEndToEnd runs the built refserver against the machine's
@@ -48,7 +49,7 @@ func TestApprovalEndToEnd(t *testing.T) {
     match: "true"
     action: allow
 `), 0o600))
-	adminAddr, listen := freeAddr(t), freeAddr(t)
+	adminAddr, listen := pgtest.FreeAddr(t), pgtest.FreeAddr(t)
 	config := filepath.Join(dir, "refserver.yaml")
 	require.NoError(t, os.WriteFile(config, fmt.Appendf(nil, `
 data_dir: %[1]s/data

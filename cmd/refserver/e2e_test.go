@@ -21,20 +21,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sluicegw/sluice/identity"
+	"github.com/sluicegw/sluice/internal/pgtest"
 	"github.com/sluicegw/sluice/internal/syncbuf"
 )
 
 type syncBuffer = syncbuf.Buffer
-
-// freeAddr returns a loopback address with a port nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
-}
 
 // served is a refserver process started with `serve --config`.
 type served struct {
@@ -154,7 +145,7 @@ shutdown_grace: 2s
 	}
 
 	t.Run("allow", func(t *testing.T) {
-		adminAddr, listen := freeAddr(t), freeAddr(t)
+		adminAddr, listen := pgtest.FreeAddr(t), pgtest.FreeAddr(t)
 		config := writeConfig("allow.yaml", "{default: allow}", adminAddr, listen)
 		s := startServe(t, bin, config, adminAddr, listen)
 
@@ -251,7 +242,7 @@ rules:
 	}
 
 	t.Run("cel policy reloads on SIGHUP", func(t *testing.T) {
-		adminAddr, listen := freeAddr(t), freeAddr(t)
+		adminAddr, listen := pgtest.FreeAddr(t), pgtest.FreeAddr(t)
 		pol := filepath.Join(dir, "hup-policy.yaml")
 		require.NoError(t, os.WriteFile(pol, []byte(basePolicy), 0o600))
 		config := writeConfig("hup.yaml", "{files: ['"+pol+"'], watch: false}", adminAddr, listen)
@@ -284,7 +275,7 @@ rules:
 	})
 
 	t.Run("cel policy reloads when the file changes", func(t *testing.T) {
-		adminAddr, listen := freeAddr(t), freeAddr(t)
+		adminAddr, listen := pgtest.FreeAddr(t), pgtest.FreeAddr(t)
 		pdir := filepath.Join(dir, "policies")
 		require.NoError(t, os.MkdirAll(pdir, 0o700))
 		pol := filepath.Join(pdir, "policy.yaml")
@@ -307,7 +298,7 @@ rules:
 	})
 
 	t.Run("deny", func(t *testing.T) {
-		adminAddr, listen := freeAddr(t), freeAddr(t)
+		adminAddr, listen := pgtest.FreeAddr(t), pgtest.FreeAddr(t)
 		config := writeConfig("deny.yaml", "{default: deny}", adminAddr, listen)
 		s := startServe(t, bin, config, adminAddr, listen)
 		defer s.stop(t)

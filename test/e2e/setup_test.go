@@ -396,7 +396,7 @@ type refserver struct {
 // dir/recordings with their default caps, and the token's hash.
 func refserverConfig(t *testing.T, dir, token, fsync string) (path, listen, recDir string) {
 	t.Helper()
-	listen = freeAddr(t)
+	listen = pgtest.FreeAddr(t)
 	recDir = filepath.Join(dir, "recordings")
 	cfg := fmt.Sprintf(`data_dir: %[1]s/data
 admin:
@@ -424,7 +424,7 @@ recording:
   dir: %[7]s
   fsync: %[8]s
 shutdown_grace: 2s
-`, dir, freeAddr(t), subject, identity.HashToken(token), listen, pgtest.Addr(), recDir, fsync)
+`, dir, pgtest.FreeAddr(t), subject, identity.HashToken(token), listen, pgtest.Addr(), recDir, fsync)
 	path = filepath.Join(dir, "refserver.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
 	return path, listen, recDir
@@ -517,16 +517,6 @@ func procStatusKB(t *testing.T, pid int, field string) int64 {
 }
 
 // ---- network helpers ----
-
-// freeAddr returns a loopback address with a port nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
-}
 
 // tap is a TCP proxy that keeps every byte passing through it in each
 // direction: what clients sent (up) and what they received (down).
