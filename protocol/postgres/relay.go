@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -105,6 +106,10 @@ type relay struct {
 	idle *sync.Cond
 
 	database string // the backend database, for catalog lookups
+	// searchPathChanged is set once the session may have changed its
+	// search_path (response loop reads it only after the request loop set
+	// it and the backend answered, so the queue's mutex orders them).
+	searchPathChanged atomic.Bool
 
 	// Request-loop state.
 	stmts    map[string]*statement
@@ -362,6 +367,8 @@ func (r *relay) handleFrontend(ctx context.Context, typ byte, body []byte, msg p
 			}
 			res.seq = dec.Seq
 			res.masker = r.s.Masker(dec)
+			res.text = pt.stmt.cmd.Text
+			r.noteSearchPath(pt.stmt.cmd.Text, pt.stmt.cmd.SQL)
 		}
 		return r.forward(typ, body, &pending{typ: 'E', portal: pt, res: res})
 	case *pgproto3.Close:
@@ -436,7 +443,8 @@ func (r *relay) handleQuery(ctx context.Context, body []byte, m *pgproto3.Query)
 	// A simple query replaces the unnamed statement and portal.
 	delete(r.stmts, "")
 	delete(r.portals, "")
-	res := &result{seq: dec.Seq, masker: r.s.Masker(dec), start: time.Now()}
+	r.noteSearchPath(m.String, sql)
+	res := &result{seq: dec.Seq, masker: r.s.Masker(dec), start: time.Now(), text: m.String}
 	return r.forward('Q', body, &pending{typ: 'Q', res: res})
 }
 
@@ -510,6 +518,25 @@ func (r *relay) classify(text string) (*pgsql.Result, *protocol.SQL, error) {
 		}
 	}
 	return an, r.prepared.Resolve(an), nil
+}
+
+// noteSearchPath marks the session once a command may change its
+// search_path: a SET or RESET that names it (or RESET ALL), or a call of
+// set_config.
+func (r *relay) noteSearchPath(text string, sql *protocol.SQL) {
+	if sql == nil || r.searchPathChanged.Load() {
+		return
+	}
+	for _, st := range sql.Statements {
+		change := (st.Kind == "SET" || st.Kind == "RESET") && (strings.Contains(strings.ToLower(text), "search_path") || st.Kind == "RESET")
+		for _, f := range st.Functions {
+			change = change || f == "set_config" || strings.HasSuffix(f, ".set_config")
+		}
+		if change {
+			r.searchPathChanged.Store(true)
+			return
+		}
+	}
 }
 
 func hasNonASCII(s string) bool {
@@ -759,12 +786,17 @@ func (r *relay) handleBackend(ctx context.Context, typ byte, body []byte) error 
 		if h.res != nil && h.res.maskErr != nil {
 			r.log.Error("masking failed; the result was withheld", "error", h.res.maskErr)
 			r.recordResult(ctx, h.res, "", "masking failed: "+h.res.maskErr.Error())
+			msg := "sluice: a row could not be masked, so the result was withheld"
+			var sr safeReason
+			if errors.As(h.res.maskErr, &sr) {
+				msg = "sluice: the result could not be masked, so it was withheld: " + string(sr)
+			}
 			if h.typ == 'Q' {
 				h.res.reset()
 			} else {
 				r.pop()
 			}
-			return r.cw.msg(errorResponse(codeSystemError, "sluice: a row could not be masked, so the result was withheld"))
+			return r.cw.msg(errorResponse(codeSystemError, msg))
 		}
 		if h.res != nil {
 			tag := ""
@@ -845,9 +877,17 @@ func (r *relay) handleBackend(ctx context.Context, typ byte, body []byte) error 
 			r.closeConns()
 			return errors.New("drained")
 		}
+	case 'H': // CopyOutResponse
+		if h := r.head(); h != nil && h.res != nil && h.deny == nil {
+			r.startCopyOut(ctx, h.res, body)
+		}
 	case 'd': // CopyData (COPY TO STDOUT)
 		if h := r.head(); h != nil && h.res != nil {
-			h.res.bytes += int64(len(body))
+			out := h.res.copyData(body, r.limits)
+			if out == nil {
+				return nil // withheld: masking failed
+			}
+			return r.cw.raw(typ, out)
 		}
 	case 'S': // ParameterStatus
 		var ps pgproto3.ParameterStatus
@@ -995,6 +1035,10 @@ type result struct {
 	sources   []sourceColumn // where each column comes from, for masking
 	resolved  bool           // sources were looked up
 	maskedBy  map[string]int // masked values per mask entry
+
+	text string   // the SQL text that produced this result
+	nth  int      // which statement of text (simple queries hold several)
+	copy *copyOut // a COPY TO STDOUT in progress
 }
 
 func (res *result) describe(cols []pgproto3.FieldDescription, resultFormats []int16) {
@@ -1068,16 +1112,7 @@ func (res *result) row(body []byte, limits protocol.Limits) ([]byte, error) {
 				res.mcols[i].Binary = i < len(res.formats) && res.formats[i] == 1
 			}
 		}
-		var n int
-		var err error
-		if rc, ok := res.masker.(masking.RowCounter); ok {
-			if res.maskedBy == nil {
-				res.maskedBy = map[string]int{}
-			}
-			n, err = rc.MaskRowCounts(res.mcols, dr.Values, res.maskedBy)
-		} else {
-			n, err = res.masker.MaskRow(res.mcols, dr.Values)
-		}
+		n, err := res.maskValues(res.mcols, dr.Values)
 		if err != nil {
 			// Fail closed: this row and the rest of the result are
 			// withheld, and the result ends in an error.
@@ -1085,7 +1120,6 @@ func (res *result) row(body []byte, limits protocol.Limits) ([]byte, error) {
 			return nil, nil
 		}
 		if n > 0 {
-			res.masked += int64(n)
 			enc, err := dr.Encode(nil)
 			if err != nil {
 				return nil, err
@@ -1095,26 +1129,54 @@ func (res *result) row(body []byte, limits protocol.Limits) ([]byte, error) {
 	}
 	res.bytes += int64(len(body))
 	if capture {
-		budget := limits.RecordBytes - res.dataBytes
-		row := make([]*string, len(dr.Values))
-		for i, v := range dr.Values {
-			if v == nil {
-				continue
-			}
-			f := int16(0)
-			if i < len(res.formats) {
-				f = res.formats[i]
-			}
-			s := renderValue(v, f, &budget)
-			row[i] = &s
-		}
-		res.dataBytes = limits.RecordBytes - budget
-		if res.dataBytes >= limits.RecordBytes {
-			res.truncated = true
-		}
-		res.data = append(res.data, row)
+		res.capture(dr.Values, limits)
 	}
 	return body, nil
+}
+
+// maskValues masks one row's values in place, counting per mask entry.
+func (res *result) maskValues(cols []masking.Column, vals [][]byte) (int, error) {
+	var n int
+	var err error
+	if rc, ok := res.masker.(masking.RowCounter); ok {
+		if res.maskedBy == nil {
+			res.maskedBy = map[string]int{}
+		}
+		n, err = rc.MaskRowCounts(cols, vals, res.maskedBy)
+	} else {
+		n, err = res.masker.MaskRow(cols, vals)
+	}
+	if err == nil {
+		res.masked += int64(n)
+	}
+	return n, err
+}
+
+// capture keeps a row (as the client received it) for the recording,
+// while under the caps.
+func (res *result) capture(vals [][]byte, limits protocol.Limits) {
+	if res.rows > int64(limits.RecordRows) || res.dataBytes >= limits.RecordBytes {
+		res.truncated = true
+		return
+	}
+	budget := limits.RecordBytes - res.dataBytes
+	row := make([]*string, len(vals))
+	for i, v := range vals {
+		if v == nil {
+			continue
+		}
+		f := int16(0)
+		if i < len(res.formats) {
+			f = res.formats[i]
+		}
+		s := renderValue(v, f, &budget)
+		row[i] = &s
+	}
+	res.dataBytes = limits.RecordBytes - budget
+	if res.dataBytes >= limits.RecordBytes {
+		res.truncated = true
+	}
+	res.data = append(res.data, row)
 }
 
 func (res *result) summary(tag, errMsg string) *protocol.Result {
@@ -1158,5 +1220,5 @@ func maskedBy(m map[string]int) map[string]int64 {
 
 // reset readies a simple query's result for its next statement.
 func (res *result) reset() {
-	*res = result{seq: res.seq, masker: res.masker, start: time.Now()}
+	*res = result{seq: res.seq, masker: res.masker, start: time.Now(), text: res.text, nth: res.nth + 1}
 }

@@ -201,6 +201,11 @@ func (p *Plugin) Serve(ctx context.Context, client net.Conn, s protocol.Session)
 
 	r := newRelay(p, s, conn, fe, fr, hj)
 	r.database = database
+	if _, ok := params["search_path"]; ok {
+		r.searchPathChanged.Store(true)
+	} else if _, ok := params["options"]; ok {
+		r.searchPathChanged.Store(true) // may say -c search_path=...
+	}
 	p.cancels.attach(keyID, r)
 	p.track(s, r)
 	defer p.untrack(s)

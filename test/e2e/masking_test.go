@@ -117,6 +117,18 @@ default: deny
 		require.Len(t, lines, 2)
 		assert.Contains(t, lines[1], "ORD-2024-000123")
 	})
+	t.Run("psql copy", func(t *testing.T) {
+		// \copy ... to stdout is COPY TO STDOUT on the wire.
+		for _, c := range []string{`\copy e2e_pii to stdout`, `\copy (select * from e2e_pii order by id) to stdout with (format csv, header)`} {
+			r := e.psql(t, "pg", "test", "require", "-X", "-c", c)
+			require.Equal(t, 0, r.code, r.stderr)
+			for _, s := range secrets {
+				assert.NotContains(t, r.stdout, s, c)
+			}
+			assert.Contains(t, r.stdout, "ORD-2024-000123", c)
+			assert.Contains(t, r.stdout, "1111", c)
+		}
+	})
 
 	// The recordings keep what the clients saw.
 	require.NoError(t, e.g.Shutdown(ctx))
