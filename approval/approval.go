@@ -117,16 +117,18 @@ type Vote struct {
 }
 
 // NewRequest builds a request from a require_approval decision for a
-// command of a session. Quorum and GrantWindow are left for the caller to
-// set when its rule asks for them.
+// command of a session, with the decision's approvers, quorum, timeout and
+// grant window.
 func NewRequest(s protocol.SessionInfo, cmd protocol.Command, d protocol.Decision) *Request {
 	r := &Request{
-		SessionID: s.ID,
-		Command:   cmd,
-		Rules:     append([]string(nil), d.Rules...),
-		Reason:    d.Message,
-		Approvers: append([]string(nil), d.Approvers...),
-		Timeout:   d.Timeout,
+		SessionID:   s.ID,
+		Command:     cmd,
+		Rules:       append([]string(nil), d.Rules...),
+		Reason:      d.Message,
+		Approvers:   append([]string(nil), d.Approvers...),
+		Quorum:      d.Quorum,
+		Timeout:     d.Timeout,
+		GrantWindow: d.GrantWindow,
 	}
 	if s.Identity != nil {
 		r.Requester = *s.Identity

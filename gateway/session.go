@@ -569,9 +569,6 @@ func (s *session) awaitApproval(ctx context.Context, cmd *protocol.Command, d pr
 		return approved("sluice: allowed by the grant window of approval request " + g.ID)
 	}
 	req := approval.NewRequest(info, *cmd, d)
-	if d.Quorum > req.Quorum {
-		req.Quorum = d.Quorum
-	}
 	p, err := b.Request(ctx, req)
 	if err != nil {
 		s.log.Error("the approval service could not take the request; denying", "error", err)

@@ -54,7 +54,10 @@ type Rule struct {
 	Approvers []string
 	Quorum    int
 	Timeout   time.Duration
-	Mask      []string
+	// GrantWindow is how long an approval also covers repeats of the
+	// command; zero means the approved command only.
+	GrantWindow time.Duration
+	Mask        []string
 }
 
 type rule struct {
@@ -298,7 +301,7 @@ func (e *Engine) Rules() []Rule {
 	for i, r := range e.rules {
 		out[i] = Rule{
 			Name: r.name, File: r.file, Line: r.line, Match: r.match, Action: r.action,
-			Message: r.message, Approvers: slices.Clone(r.approvers), Quorum: r.quorum, Timeout: r.timeout, Mask: slices.Clone(r.mask),
+			Message: r.message, Approvers: slices.Clone(r.approvers), Quorum: r.quorum, Timeout: r.timeout, GrantWindow: r.grant, Mask: slices.Clone(r.mask),
 		}
 	}
 	return out
@@ -340,6 +343,7 @@ func (e *Engine) decide(ctx context.Context, in *Input, guarded bool) (protocol.
 		denyMsg, approvalMsg     string
 		denied, approval, allows bool
 		allowMsg                 string
+		grantless                bool // a matching approval rule allows no grant window
 	)
 	for i, r := range e.rules {
 		if skip != nil && skip[i] {
@@ -374,6 +378,13 @@ func (e *Engine) decide(ctx context.Context, in *Input, guarded bool) (protocol.
 			if r.timeout > 0 && (d.Timeout == 0 || r.timeout < d.Timeout) {
 				d.Timeout = r.timeout
 			}
+			// Every matching approval rule must allow a grant window;
+			// the shortest applies.
+			if r.grant == 0 {
+				grantless = true
+			} else if d.GrantWindow == 0 || r.grant < d.GrantWindow {
+				d.GrantWindow = r.grant
+			}
 			d.Mask = appendUnique(d.Mask, r.mask)
 		case protocol.Allow:
 			if !allows {
@@ -391,6 +402,9 @@ func (e *Engine) decide(ctx context.Context, in *Input, guarded bool) (protocol.
 		d.Approvers, d.Quorum, d.Timeout, d.Mask = nil, 0, 0, nil
 	case approval:
 		d.Action, d.Message = protocol.RequireApproval, approvalMsg
+		if grantless {
+			d.GrantWindow = 0
+		}
 	case allows:
 		d.Action, d.Message = protocol.Allow, allowMsg
 	case e.def == protocol.Allow:

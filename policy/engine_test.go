@@ -707,3 +707,47 @@ default: allow
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "only allowed with action: require_approval")
 }
+
+func TestGrantWindow(t *testing.T) {
+	e, err := Parse("g.yaml", []byte(`
+rules:
+  - name: writes-grant-15m
+    match: command.sql.writes
+    action: require_approval
+    approvers: [group:dba]
+    grant_window: 15m
+  - name: deletes-grant-5m
+    match: command.sql.statements.exists(s, s.kind == "DELETE")
+    action: require_approval
+    approvers: [group:dba]
+    grant_window: 5m
+  - name: ddl-every-time
+    match: command.sql.ddl
+    action: require_approval
+    approvers: [group:dba]
+default: allow
+`))
+	require.NoError(t, err)
+	decide := func(sql *protocol.SQL) protocol.Decision {
+		d, err := e.Decide(context.Background(), &Input{Command: &protocol.Command{Protocol: "postgres", Kind: protocol.KindQuery, SQL: sql}})
+		require.NoError(t, err)
+		return d
+	}
+	d := decide(&protocol.SQL{Statements: []protocol.Statement{{Kind: "UPDATE"}}, Writes: true})
+	assert.Equal(t, 15*time.Minute, d.GrantWindow)
+	d = decide(&protocol.SQL{Statements: []protocol.Statement{{Kind: "DELETE"}}, Writes: true})
+	assert.Equal(t, 5*time.Minute, d.GrantWindow, "the shortest window of the matching rules")
+	d = decide(&protocol.SQL{Statements: []protocol.Statement{{Kind: "DROP"}}, Writes: true, DDL: true})
+	assert.Equal(t, protocol.RequireApproval, d.Action)
+	assert.Zero(t, d.GrantWindow, "a matching rule without a window allows none")
+	assert.Equal(t, 15*time.Minute, e.Rules()[0].GrantWindow)
+
+	for _, bad := range []string{"0s", "-1m", "soon", "25h"} {
+		_, err := Parse("g.yaml", []byte("rules:\n  - name: r\n    match: 'true'\n    action: require_approval\n    grant_window: "+bad+"\n"))
+		require.Error(t, err, bad)
+		assert.Contains(t, err.Error(), "grant_window")
+	}
+	_, err = Parse("g.yaml", []byte("rules:\n  - name: r\n    match: 'true'\n    action: allow\n    grant_window: 5m\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "grant_window: only allowed with action: require_approval")
+}

@@ -92,6 +92,7 @@ type ruleSpec struct {
 	approvers []string
 	quorum    int
 	timeout   time.Duration
+	grant     time.Duration
 	mask      []string
 }
 
@@ -101,7 +102,11 @@ func (r *ruleSpec) errAt(line int, field, format string, args ...any) *RuleError
 
 var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
 
-var ruleKeys = []string{"name", "match", "action", "message", "approvers", "quorum", "timeout", "mask"}
+var ruleKeys = []string{"name", "match", "action", "message", "approvers", "quorum", "timeout", "grant_window", "mask"}
+
+// maxGrantWindow bounds how long one approval may cover repeats of its
+// command.
+const maxGrantWindow = 24 * time.Hour
 
 // parseFile parses one policy file, strictly: unknown keys, wrong shapes and
 // invalid values are errors. It returns every problem it finds.
@@ -186,7 +191,7 @@ func parseRule(file string, index int, n *yaml.Node) (*ruleSpec, []error) {
 	errs := duplicateKeys(n, func(key *yaml.Node) error {
 		return r.errAt(key.Line, "", "key %q given twice", key.Value)
 	})
-	var timeoutLine, approversLine, maskLine, quorumLine int
+	var timeoutLine, approversLine, maskLine, quorumLine, grantLine int
 	var action string
 	actionLine := n.Line
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -264,6 +269,20 @@ func parseRule(file string, index int, n *yaml.Node) (*ruleSpec, []error) {
 					r.timeout = d
 				}
 			}
+		case "grant_window":
+			grantLine = key.Line
+			var s string
+			if str(&s) {
+				d, err := time.ParseDuration(s)
+				switch {
+				case err != nil:
+					errs = append(errs, r.errAt(val.Line, "grant_window", "%q is not a Go duration (e.g. 15m, 1h)", s))
+				case d <= 0 || d > maxGrantWindow:
+					errs = append(errs, r.errAt(val.Line, "grant_window", "%q must be positive and at most %s", s, maxGrantWindow))
+				default:
+					r.grant = d
+				}
+			}
 		default:
 			errs = append(errs, r.errAt(key.Line, "", "unknown key %q (want %s)", key.Value, strings.Join(ruleKeys, ", ")))
 		}
@@ -291,6 +310,9 @@ func parseRule(file string, index int, n *yaml.Node) (*ruleSpec, []error) {
 		}
 		if quorumLine > 0 {
 			errs = append(errs, r.errAt(quorumLine, "quorum", "only allowed with action: require_approval"))
+		}
+		if grantLine > 0 {
+			errs = append(errs, r.errAt(grantLine, "grant_window", "only allowed with action: require_approval"))
 		}
 	}
 	if r.action == protocol.Deny && maskLine > 0 {

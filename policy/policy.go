@@ -19,6 +19,7 @@
 //	    action: require_approval
 //	    approvers: [group:dba]            # require_approval only
 //	    timeout: 10m                      # require_approval only; a Go duration
+//	    grant_window: 15m                 # require_approval only; repeats run without asking
 //	  - name: agents-read
 //	    match: '"agents" in identity.groups'
 //	    action: allow

@@ -108,6 +108,11 @@ type Decision struct {
 	// Quorum is how many distinct approvers must approve; 0 means one.
 	Quorum  int           `json:"quorum,omitempty"`
 	Timeout time.Duration `json:"timeout,omitempty"`
+	// GrantWindow, when positive, lets an approval of this command also
+	// cover the same normalized command from the same identity on the same
+	// target for that long. Zero means the approval covers this command
+	// only.
+	GrantWindow time.Duration `json:"grant_window,omitempty"`
 	// Mask lists the masking to apply to the command's result.
 	Mask []string `json:"mask,omitempty"`
 	// PerExecution, on an allowed Parse-like command (Attrs "extended" =

@@ -45,6 +45,12 @@ func TestApprovalEndToEnd(t *testing.T) {
     approvers: [group:dba]
     timeout: 1m
     message: inserts need a DBA's approval
+  - name: updates-need-a-dba-once-per-10m
+    match: command.kind == "query" && command.sql.statements.exists(s, s.kind == "UPDATE")
+    action: require_approval
+    approvers: [group:dba]
+    timeout: 1m
+    grant_window: 10m
   - name: everything-else
     match: "true"
     action: allow
@@ -86,15 +92,15 @@ shutdown_grace: 2s
 	defer conn.Close(context.Background())
 
 	idRE := regexp.MustCompile(`(?m)^([0-9A-Z]{26})\s+pending\s+alice\s+pg\s`)
-	// insert runs an INSERT in the background and finds its pending
+	// waitFor runs a statement in the background and finds its pending
 	// request with `refserver approvals list`.
-	insert := func(name string) (id string, done chan error) {
+	waitFor := func(sql string, args ...any) (id string, done chan error) {
 		done = make(chan error, 1)
 		go func() {
 			// The simple protocol sends the text with the value in it:
 			// each INSERT is its own command, and the approver sees the
 			// value.
-			_, err := conn.Exec(t.Context(), "INSERT INTO customers (name) VALUES ($1)", pgx.QueryExecModeSimpleProtocol, name)
+			_, err := conn.Exec(t.Context(), sql, append([]any{pgx.QueryExecModeSimpleProtocol}, args...)...)
 			done <- err
 		}()
 		require.Eventually(t, func() bool {
@@ -111,6 +117,9 @@ shutdown_grace: 2s
 		default:
 		}
 		return id, done
+	}
+	insert := func(name string) (string, chan error) {
+		return waitFor("INSERT INTO customers (name) VALUES ($1)", name)
 	}
 
 	id, done := insert("Katherine Johnson")
@@ -156,6 +165,48 @@ shutdown_grace: 2s
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Regexp(t, `approved\s+alice\s+pg\s+inserts-need-a-dba`, r.stdout)
 	assert.Regexp(t, `denied\s+alice\s+pg\s+inserts-need-a-dba`, r.stdout)
+
+	// A rule with grant_window: the approval also covers the same
+	// statement from alice for ten minutes; another statement waits.
+	const rename = "UPDATE customers SET name = 'K. Johnson' WHERE name = 'Katherine Johnson'"
+	id, done = waitFor(rename)
+	r = runBinary(t, bin, "", "approvals", "approve", id, "--admin", s.admin)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.NoError(t, <-done)
+	start := time.Now()
+	_, err = conn.Exec(t.Context(), rename, pgx.QueryExecModeSimpleProtocol)
+	require.NoError(t, err, "the grant window covers the same statement")
+	assert.Less(t, time.Since(start), 10*time.Second)
+	r = runBinary(t, bin, "", "approvals", "list", "--admin", s.admin)
+	assert.NotRegexp(t, idRE, r.stdout, "no new request for the repeat")
+	id, done = waitFor("UPDATE customers SET name = 'X' WHERE name = 'Ada'")
+	r = runBinary(t, bin, "", "approvals", "deny", id, "--admin", s.admin, "--reason", "no")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Error(t, <-done, "a different statement is not covered")
+
+	// A gateway killed while a command waits: the client loses its
+	// connection, and the restarted gateway marks the request abandoned,
+	// never approved; nothing runs.
+	id, done = insert("Not Yet Approved")
+	require.NoError(t, s.cmd.Process.Kill())
+	<-s.done
+	select {
+	case err := <-done:
+		require.Error(t, err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("the waiting client did not notice the gateway's death")
+	}
+	s = startServe(t, bin, config, adminAddr, listen)
+	r = runBinary(t, bin, "", "approvals", "show", id, "--admin", s.admin)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, id+" (abandoned)")
+	r = runBinary(t, bin, "", "approvals", "approve", id, "--admin", s.admin)
+	assert.NotEqual(t, 0, r.code, "an abandoned request cannot be approved")
+	admin2, err := pgx.Connect(t.Context(), testPG+" dbname="+database)
+	require.NoError(t, err)
+	defer admin2.Close(context.Background())
+	require.NoError(t, admin2.QueryRow(t.Context(), "SELECT count(*) FROM customers WHERE name = 'Not Yet Approved'").Scan(&n))
+	assert.Equal(t, 0, n)
 
 	require.NoError(t, conn.Close(context.Background()))
 	s.stop(t)
