@@ -7,6 +7,7 @@
   const focusID = decodeURIComponent((location.pathname.match(/^\/approvals\/([^/]+)$/) || [])[1] || "");
   let timer = null;
   let busy = false;
+  let drawn = null; // the list on screen, as JSON; null forces a redraw
 
   function token() { return sessionStorage.getItem(KEY) || ""; }
   function status(msg, isErr) { $("status").textContent = msg; $("status").className = isErr ? "err" : ""; }
@@ -14,6 +15,7 @@
   function signedOut(msg) {
     sessionStorage.removeItem(KEY);
     if (timer) { clearInterval(timer); timer = null; }
+    drawn = null;
     $("main").hidden = true;
     $("login").hidden = false;
     status(msg || "", !!msg);
@@ -71,6 +73,7 @@
         } catch (e) {
           status("Request " + r.id + ": " + e.message, true);
         }
+        drawn = null; // the buttons are disabled: redraw even if nothing changed
         refresh();
       };
       ok.addEventListener("click", vote("approve"));
@@ -84,17 +87,27 @@
     return div;
   }
 
-  // refresh redraws the list unless the approver is typing a reason.
-  async function refresh() {
-    if (busy || !token()) return;
+  function typing() {
     const active = document.activeElement;
-    if (active && active.tagName === "INPUT" && active.value && active.closest("#list")) return;
+    return !!(active && active.tagName === "INPUT" && active.value && active.closest("#list"));
+  }
+
+  // refresh redraws the list when it changed, unless the approver is
+  // typing a reason. A redraw replaces every input and button, so an
+  // unchanged list is left alone (a selection in the command text, a
+  // click on its way, stay), and typing is checked again once the list
+  // has arrived: it may have begun while the request was in flight.
+  async function refresh() {
+    if (busy || !token() || typing()) return;
     busy = true;
     try {
       const list = await api("GET", "/api/approvals?state=pending");
-      const box = $("list");
-      box.replaceChildren(...list.map(card));
-      $("empty").hidden = list.length > 0;
+      const json = JSON.stringify(list);
+      if (json !== drawn && !typing()) {
+        $("list").replaceChildren(...list.map(card));
+        $("empty").hidden = list.length > 0;
+        drawn = json;
+      }
     } catch (e) {
       if (e.message !== "unauthenticated") status("Could not load requests: " + e.message, true);
     } finally {
