@@ -43,6 +43,10 @@ type Config struct {
 	Targets []TargetConfig
 	// Authenticator turns a presented token into an identity.
 	Authenticator identity.Authenticator
+	// ExpiryGrace lets a session outlive its caller's credential by this
+	// much (clock skew between the identity provider and the gateway);
+	// at expiry plus grace the session is ended. Zero: at expiry.
+	ExpiryGrace time.Duration
 	// Decider decides each command.
 	Decider policy.Decider
 	// Credentials resolves the targets' backend credentials.

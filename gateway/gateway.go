@@ -292,7 +292,7 @@ func (g *Gateway) accept(t *target, conn net.Conn) {
 	if g.state != stateRunning {
 		g.mu.Unlock()
 		s.handshakeTimer.Stop()
-		s.cancel()
+		s.cancel(nil)
 		_ = conn.Close()
 		return
 	}
@@ -301,7 +301,7 @@ func (g *Gateway) accept(t *target, conn net.Conn) {
 			// Enough clients are already being told about the limit.
 			g.mu.Unlock()
 			s.handshakeTimer.Stop()
-			s.cancel()
+			s.cancel(nil)
 			_ = conn.Close()
 			g.cfg.Logger.Warn("session limit reached: connection closed", "target", t.cfg.Target.Name,
 				"client_addr", s.clientAddr, "max_sessions", t.cfg.MaxSessions)

@@ -532,6 +532,31 @@ func TestCredentialExpiryEndsTheSession(t *testing.T) {
 	assert.Equal(t, "credential expired", entries[len(entries)-1].Reason)
 }
 
+// TestExpiryGrace: a session outlives its credential by the configured
+// grace, no more; commands inside the grace still run.
+func TestExpiryGrace(t *testing.T) {
+	e := newEnv(t, protoLine, func(c *Config) {
+		c.ExpiryGrace = 800 * time.Millisecond
+		c.Authenticator = identity.AuthenticatorFunc(func(context.Context, identity.Credentials) (*identity.Identity, error) {
+			return &identity.Identity{Subject: "bot", Method: identity.MethodOIDC, Expiry: time.Now().Add(100 * time.Millisecond)}, nil
+		})
+	})
+	c := dial(t, e.g.Addr("t1"))
+	start := time.Now()
+	require.Equal(t, "OK bot", c.send("AUTH anything"))
+	require.True(t, strings.HasPrefix(c.send("CONNECT"), "OK"))
+	time.Sleep(300 * time.Millisecond) // past expiry, inside the grace
+	if time.Since(start) < 800*time.Millisecond {
+		r := c.send("Q select 1")
+		assert.True(t, strings.HasPrefix(r, "OK"), "inside the grace the session still works: %q", r)
+	}
+	id := e.onlySessionID(t)
+	c.expectClosed()
+	assert.GreaterOrEqual(t, time.Since(start), 850*time.Millisecond, "not ended before expiry plus grace")
+	entries := e.sink.closed(t, id)
+	assert.Equal(t, "credential expired", entries[len(entries)-1].Reason)
+}
+
 func TestPluginPanicEndsOnlyItsSession(t *testing.T) {
 	e := newEnv(t, protoFunc, nil)
 	serveWith(t, func(ctx context.Context, _ net.Conn, s protocol.Session) error {

@@ -62,7 +62,7 @@ type session struct {
 	start      time.Time
 	log        *slog.Logger
 	ctx        context.Context
-	cancel     context.CancelFunc
+	cancel     context.CancelCauseFunc
 	overLimit  bool // set before run; Authenticate refuses
 	counted    bool // counted in t.active
 	commands   atomic.Uint64
@@ -95,7 +95,7 @@ func newSession(g *Gateway, t *target, conn net.Conn, now time.Time) *session {
 		start:      now,
 	}
 	s.log = g.cfg.Logger.With("session_id", s.id, "target", t.cfg.Target.Name)
-	s.ctx, s.cancel = context.WithCancel(g.baseCtx)
+	s.ctx, s.cancel = context.WithCancelCause(g.baseCtx)
 	s.handshakeTimer = time.AfterFunc(t.cfg.HandshakeTimeout, s.handshakeExpired)
 	return s
 }
@@ -148,7 +148,7 @@ func (s *session) finish(serveErr error) {
 		subject = s.ident.Subject
 	}
 	s.mu.Unlock()
-	s.cancel()
+	s.cancel(nil)
 	_ = s.conn.Close()
 
 	s.wmu.Lock()
@@ -213,8 +213,14 @@ const terminateGrace = time.Second
 // it can send the client its protocol's goodbye, and the connection is
 // closed at the latest terminateGrace later.
 func (s *session) terminate(reason string) {
+	s.terminateCause(reason, errors.New(reason))
+}
+
+// terminateCause is terminate with the cause the plugin sees through
+// context.Cause.
+func (s *session) terminateCause(reason string, cause error) {
 	s.setEndReason(reason)
-	s.cancel()
+	s.cancel(cause)
 	s.mu.Lock()
 	if s.state != sessEnded && s.closeTimer == nil {
 		s.closeTimer = time.AfterFunc(terminateGrace, func() { _ = s.conn.Close() })
@@ -226,7 +232,7 @@ func (s *session) terminate(reason string) {
 // that may be blocked reading from it.
 func (s *session) cutOff(reason string) {
 	s.setEndReason(reason)
-	s.cancel()
+	s.cancel(errors.New(reason))
 	_ = s.conn.Close()
 }
 
@@ -372,7 +378,7 @@ func (s *session) Authenticate(ctx context.Context, c identity.Credentials) (*id
 		return nil, s.refuse(msgIdPUnavailable, nil, scrub(err, c.Token))
 	case id == nil:
 		return nil, s.refuse(msgBadToken, identity.ErrUnauthenticated, errors.New("authenticator returned no identity"))
-	case !id.Expiry.IsZero() && !time.Now().Before(id.Expiry):
+	case !id.Expiry.IsZero() && !time.Now().Before(s.deadline(id)):
 		return nil, s.refuse(msgExpiredToken, identity.ErrUnauthenticated, nil)
 	}
 
@@ -413,9 +419,10 @@ func (s *session) Authenticate(ctx context.Context, c identity.Credentials) (*id
 	s.ident = id
 	s.handshakeTimer.Stop()
 	if !id.Expiry.IsZero() {
-		s.expiryTimer = time.AfterFunc(time.Until(id.Expiry), func() {
-			s.log.Info("credential expired: ending the session")
-			s.terminate("credential expired")
+		expiry := id.Expiry
+		s.expiryTimer = time.AfterFunc(time.Until(s.deadline(id)), func() {
+			s.log.Info("credential expired: ending the session", "expired_at", expiry)
+			s.terminateCause("credential expired", fmt.Errorf("%w at %s", protocol.ErrCredentialExpired, expiry.UTC().Format(time.RFC3339)))
 		})
 	}
 	s.mu.Unlock()
@@ -597,10 +604,16 @@ func (s *session) awaitApproval(ctx context.Context, cmd *protocol.Command, d pr
 	return denied(msg)
 }
 
+// deadline is when a session of id must end: its credential's expiry
+// plus the configured grace.
+func (s *session) deadline(id *identity.Identity) time.Time {
+	return id.Expiry.Add(s.g.cfg.ExpiryGrace)
+}
+
 // enforce turns a decision into one the gateway can carry out, failing
 // closed on anything it cannot.
 func (s *session) enforce(d protocol.Decision, id *identity.Identity, now time.Time) protocol.Decision {
-	if id != nil && !id.Expiry.IsZero() && !now.Before(id.Expiry) {
+	if id != nil && !id.Expiry.IsZero() && !now.Before(s.deadline(id)) {
 		return protocol.Decision{Action: protocol.Deny, Rules: d.Rules,
 			Message: "sluice: your token has expired; reconnect with a fresh one"}
 	}

@@ -120,6 +120,10 @@ var (
 	// ErrRecording is wrapped when the recorder cannot record; the command
 	// is refused.
 	ErrRecording = errors.New("recording unavailable, command refused")
+	// ErrCredentialExpired is the cause of a session's context when the
+	// gateway ends the session because the caller's credential expired; a
+	// plugin tells its client so in the protocol's own terms.
+	ErrCredentialExpired = errors.New("the caller's credential expired")
 )
 
 // Factory builds a plugin for one target from its protocol options.

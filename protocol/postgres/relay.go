@@ -168,7 +168,11 @@ func (r *relay) run(ctx context.Context) error {
 	case respErr = <-respc:
 		gotResp = true
 	case <-ctx.Done():
-		r.sendFatal(codeAdminShutdown, "sluice: the session was terminated")
+		if cause := context.Cause(ctx); errors.Is(cause, protocol.ErrCredentialExpired) {
+			r.sendFatal(codeConnectionFailure, "sluice: the session ended: "+cause.Error()+"; reconnect with a fresh token")
+		} else {
+			r.sendFatal(codeAdminShutdown, "sluice: the session was terminated")
+		}
 	}
 	r.closeConns()
 	if !gotReq {

@@ -122,6 +122,9 @@ type gatewayOptions struct {
 	decider   policy.Decider
 	groups    []string
 	approvals *approval.Broker
+	// auth replaces the static token authenticator when set.
+	auth        identity.Authenticator
+	expiryGrace time.Duration
 }
 
 func startGatewayWith(t *testing.T, o gatewayOptions, targets ...gateway.TargetConfig) *env {
@@ -136,10 +139,14 @@ func startGatewayWith(t *testing.T, o gatewayOptions, targets ...gateway.TargetC
 	}
 	e := &env{dataDir: t.TempDir(), logs: &syncBuffer{}, token: "tok-" + pgtest.RandomSecret(16)}
 	e.recDir = filepath.Join(e.dataDir, "recordings")
-	auth, err := identity.NewStaticTokens([]identity.StaticToken{{
-		SHA256: identity.HashToken(e.token), Subject: subject, Groups: o.groups,
-	}})
-	require.NoError(t, err)
+	var auth identity.Authenticator = o.auth
+	if auth == nil {
+		static, err := identity.NewStaticTokens([]identity.StaticToken{{
+			SHA256: identity.HashToken(e.token), Subject: subject, Groups: o.groups,
+		}})
+		require.NoError(t, err)
+		auth = static
+	}
 	sink, err := recording.NewFileSink(e.recDir, recording.FileOptions{})
 	require.NoError(t, err)
 	e.g, err = gateway.New(gateway.Config{
@@ -152,6 +159,7 @@ func startGatewayWith(t *testing.T, o gatewayOptions, targets ...gateway.TargetC
 		Recording:     sink,
 		Logger:        slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		ShutdownGrace: o.grace,
+		ExpiryGrace:   o.expiryGrace,
 	})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
