@@ -51,8 +51,11 @@ func TestDefaultResolve(t *testing.T) {
 		{ref: "inline:lit", wantErr: "inline secrets are disabled"},
 		{ref: "env:SLUICE_TEST_UNSET_VAR", wantErr: "environment variable SLUICE_TEST_UNSET_VAR: credential not found"},
 		{ref: "file:" + filepath.Join(dir, "none"), wantErr: "credential not found"},
-		{ref: "vault:x", wantErr: `unknown reference scheme "vault"`},
+		{ref: "vault:secret/pg", wantErr: "vault: references need a store built by credstore.New"},
+		{ref: "exec:/bin/true", wantErr: "exec: references need a store built by credstore.New"},
+		{ref: "bogus:x", wantErr: `unknown reference scheme "bogus"`},
 		{ref: "plain-password", wantErr: "password reference must be"},
+		{ref: "Plain-Password1:with:colons", wantErr: "unknown reference scheme (want"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.ref, func(t *testing.T) {
@@ -60,7 +63,7 @@ func TestDefaultResolve(t *testing.T) {
 			if tt.wantErr != "" {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), tt.wantErr)
-				assert.NotContains(t, err.Error(), "plain-password", "a mistaken literal password is not echoed")
+				assert.NotContains(t, strings.ToLower(err.Error()), "plain-password", "a mistaken literal password is not echoed")
 				return
 			}
 			require.NoError(t, err)
@@ -71,9 +74,29 @@ func TestDefaultResolve(t *testing.T) {
 }
 
 func TestValidateRef(t *testing.T) {
-	assert.NoError(t, ValidateRef(Ref{Password: "env:X"}))
-	assert.NoError(t, ValidateRef(Ref{}))
-	assert.Error(t, ValidateRef(Ref{Password: "env:"}))
-	assert.Error(t, ValidateRef(Ref{Password: "s3cret"}))
-	assert.Error(t, ValidateRef(Ref{Password: "vault:x"}))
+	for _, ok := range []string{
+		"", "env:X", "file:/run/secrets/pg", "inline:x",
+		"exec:/usr/bin/get-secret --name 'orders db'", "exec:get-secret",
+		"vault:secret/data/pg#password", "vault:secret/pg", "vault:kv/team/data/app/db?version=3#pw",
+	} {
+		assert.NoError(t, ValidateRef(Ref{Password: ok}), ok)
+	}
+	for ref, want := range map[string]string{
+		"env:":                      "password reference must be",
+		"s3cret":                    "password reference must be",
+		"bogus:x":                   `unknown reference scheme "bogus"`,
+		"vault:x":                   `vault reference "x": needs a mount and a path`,
+		"vault:secret/pg?v=1":       "only one ?version=N is understood",
+		"exec:'unterminated":        "exec reference: unterminated single quote",
+		"exec:   ":                  "exec reference: no command",
+		"My P@ss:word":              "unknown reference scheme (want env, file, exec, vault or inline)",
+		"vault:secret/pg#":          "empty field",
+		"vault:secret/pg?version=0": "version must be a whole number from 1",
+	} {
+		err := ValidateRef(Ref{Password: ref})
+		if assert.Error(t, err, ref) {
+			assert.Contains(t, err.Error(), want, ref)
+			assert.NotContains(t, err.Error(), "P@ss", "a literal password is not echoed")
+		}
+	}
 }

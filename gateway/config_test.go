@@ -50,7 +50,7 @@ func TestConfigValidate(t *testing.T) {
 			name:   "port 0 twice is fine",
 			mutate: func(c *Config) { t2 := c.Targets[0]; t2.Target.Name = "t2"; c.Targets = append(c.Targets, t2) },
 		},
-		{name: "credential", mutate: func(c *Config) { c.Targets[0].Credential = credstore.Ref{Password: "vault:x"} }, want: []string{`targets[0].credential.password: unknown reference scheme "vault"`}},
+		{name: "credential", mutate: func(c *Config) { c.Targets[0].Credential = credstore.Ref{Password: "bogus:x"} }, want: []string{`targets[0].credential.password: unknown reference scheme "bogus"`}},
 		{name: "tls and disable_tls", mutate: func(c *Config) { c.Targets[0].TLS = &tls.Config{} }, want: []string{"targets[0].disable_tls: set either tls or disable_tls, not both"}},
 		{
 			name:   "generated TLS needs a data dir",

@@ -117,7 +117,7 @@ func TestConfigValidateNamesFieldAndFile(t *testing.T) {
 		{"bad sslmode", [2]string{"", "    sslmode: sometimes\n"}, "test.yaml: targets[0].sslmode: \"sometimes\" is not one of"},
 		{"sslmode in options", [2]string{"", "    options: {sslmode: disable}\n"}, "test.yaml: targets[0].options.sslmode: set it with targets[0].sslmode"},
 		{"credential username missing", [2]string{"username: app", "username: \"\""}, "test.yaml: targets[0].credential.username: is required"},
-		{"credential bad scheme", [2]string{"password: env:PG_PASSWORD", "password: vault:x"}, "test.yaml: targets[0].credential.password: unknown reference scheme \"vault\""},
+		{"credential bad scheme", [2]string{"password: env:PG_PASSWORD", "password: bogus:x"}, "test.yaml: targets[0].credential.password: unknown reference scheme \"bogus\""},
 		{"credential not a reference", [2]string{"password: env:PG_PASSWORD", "password: hunter2"}, "test.yaml: targets[0].credential.password: password reference must be"},
 		{"inline without allow_inline", [2]string{"password: env:PG_PASSWORD", "password: inline:x"}, "test.yaml: targets[0].credential.password: inline secrets are refused unless credentials.allow_inline is true"},
 		{"tls half set", [2]string{"", "    tls: {cert_file: /c.pem}\n"}, "test.yaml: targets[0].tls: set both cert_file and key_file"},
