@@ -19,6 +19,8 @@ import (
 
 	"github.com/sluicegw/sluice/approval/sqlitestore"
 	"github.com/sluicegw/sluice/credstore"
+	"github.com/sluicegw/sluice/identity/mtls"
+	"github.com/sluicegw/sluice/identity/oidc"
 	"github.com/sluicegw/sluice/policy"
 	"github.com/sluicegw/sluice/policy/policytest"
 	"github.com/sluicegw/sluice/protocol"
@@ -62,9 +64,19 @@ type LogConfig struct {
 	Format string `yaml:"format"` // text, json
 }
 
-// IdentityConfig lists how callers authenticate.
+// IdentityConfig lists how callers authenticate: static tokens, OIDC
+// tokens from trusted issuers, client certificates. A caller is tried
+// against each in that order.
 type IdentityConfig struct {
 	Tokens []TokenConfig `yaml:"tokens"`
+	// OIDC verifies JWTs from one or more issuers (identity/oidc).
+	OIDC *oidc.Config `yaml:"oidc"`
+	// MTLS accepts client certificates from a CA (identity/mtls); every
+	// target's TLS then asks clients for a certificate (optional).
+	MTLS *mtls.Config `yaml:"mtls"`
+	// ExpiryGrace lets a session outlive its caller's token by this much;
+	// at the token's expiry plus the grace the session is ended.
+	ExpiryGrace Duration `yaml:"expiry_grace"`
 }
 
 // TokenConfig is one static token (identity.StaticToken).
@@ -140,10 +152,10 @@ type RecordingConfig struct {
 	FsyncInterval Duration `yaml:"fsync_interval"`
 }
 
-// CredentialsConfig configures the backend credential store.
+// CredentialsConfig configures the backend credential store
+// (credstore.Config: allow_inline, file, exec, vault).
 type CredentialsConfig struct {
-	// AllowInline permits inline: password references (tests, demos).
-	AllowInline bool `yaml:"allow_inline"`
+	credstore.Config `yaml:",inline"`
 }
 
 // MaskingConfig configures the maskers built from policies' mask entries.
@@ -425,11 +437,7 @@ func (c *Config) Validate() error {
 		if t.Credential.Username == "" {
 			v.add(f+".credential.username", "is required (the backend user the gateway logs in as)")
 		}
-		if err := credstore.ValidateRef(t.Credential); err != nil {
-			v.add(f+".credential.password", err.Error())
-		} else if strings.HasPrefix(t.Credential.Password, "inline:") && !c.Credentials.AllowInline {
-			v.add(f+".credential.password", "inline secrets are refused unless credentials.allow_inline is true; use env: or file:")
-		}
+		v.secretRef(c, f+".credential.password", t.Credential.Password)
 		switch {
 		case t.TLS.Disable && (t.TLS.CertFile != "" || t.TLS.KeyFile != ""):
 			v.add(f+".tls", "disable cannot be combined with cert_file/key_file")
@@ -444,6 +452,26 @@ func (c *Config) Validate() error {
 		v.nonNegative(f+".record_bytes", t.RecordBytes)
 	}
 
+	if c.Identity.OIDC != nil {
+		if err := c.Identity.OIDC.Validate(); err != nil {
+			v.add("identity.oidc", strings.TrimPrefix(err.Error(), "oidc: "))
+		}
+	}
+	if c.Identity.MTLS != nil {
+		if c.Identity.MTLS.CAFile == "" {
+			v.add("identity.mtls.ca_file", "is required (the CA that issues client certificates)")
+		} else if err := c.Identity.MTLS.Validate(); err != nil {
+			v.add("identity.mtls", strings.TrimPrefix(err.Error(), "mtls: "))
+		}
+		for i, t := range c.Targets {
+			if t.TLS.Disable {
+				v.add(fmt.Sprintf("targets[%d].tls.disable", i), "client certificates (identity.mtls) need TLS")
+			}
+		}
+	}
+	v.duration("identity.expiry_grace", c.Identity.ExpiryGrace)
+	v.nested("credentials", c.Credentials.Config.Validate())
+
 	v.duration("shutdown_grace", c.ShutdownGrace)
 	c.validatePolicy(v)
 
@@ -452,9 +480,7 @@ func (c *Config) Validate() error {
 	}
 	v.oneOf("recording.fsync", c.Recording.Fsync, "interval", "always", "never")
 	if k := c.Masking.PseudonymKey; k != "" {
-		if err := credstore.ValidateRef(credstore.Ref{Password: k}); err != nil {
-			v.add("masking.pseudonym_key", err.Error())
-		}
+		v.secretRef(c, "masking.pseudonym_key", k)
 	}
 	v.duration("recording.fsync_interval", c.Recording.FsyncInterval)
 	if c.Recording.Fsync != "interval" && c.Recording.FsyncInterval.Duration != 0 {
@@ -470,13 +496,7 @@ func (c *Config) validateApproval(v *validator) {
 		return
 	}
 	// secret checks a reference to a secret, as credentials do.
-	secret := func(field, ref string) {
-		if err := credstore.ValidateRef(credstore.Ref{Password: ref}); err != nil {
-			v.add(field, err.Error())
-		} else if strings.HasPrefix(ref, "inline:") && !c.Credentials.AllowInline {
-			v.add(field, "inline secrets are refused unless credentials.allow_inline is true; use env: or file:")
-		}
-	}
+	secret := func(field, ref string) { v.secretRef(c, field, ref) }
 	v.oneOf("approval.store", a.Store, "sqlite", "postgres")
 	switch a.Store {
 	case "sqlite":
@@ -630,6 +650,39 @@ func (v *validator) add(field, msg string) {
 }
 
 func (v *validator) err() error { return errors.Join(v.errs...) }
+
+// secretRef checks a reference to a secret against the credential store's
+// configuration (its syntax, and that its scheme is enabled).
+func (v *validator) secretRef(c *Config, field, ref string) {
+	if err := c.Credentials.ValidateRef(credstore.Ref{Password: ref}); err != nil {
+		msg := err.Error()
+		if strings.HasPrefix(msg, "inline secrets are refused") {
+			msg = "inline secrets are refused unless credentials.allow_inline is true; use an env, file, exec or vault reference"
+		}
+		v.add(field, msg)
+	}
+}
+
+// nested adds each problem an embedded configuration's Validate reports,
+// under prefix.
+func (v *validator) nested(prefix string, err error) {
+	if err == nil {
+		return
+	}
+	var multi interface{ Unwrap() []error }
+	errs := []error{err}
+	if errors.As(err, &multi) {
+		errs = multi.Unwrap()
+	}
+	for _, e := range errs {
+		var fe *credstore.FieldError
+		if errors.As(e, &fe) {
+			v.add(prefix+"."+fe.Field, fe.Msg)
+		} else {
+			v.add(prefix, e.Error())
+		}
+	}
+}
 
 func (v *validator) oneOf(field, val string, allowed ...string) {
 	for _, a := range allowed {

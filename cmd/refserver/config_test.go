@@ -156,6 +156,15 @@ func TestConfigValidateNamesFieldAndFile(t *testing.T) {
 		{"recording fsync_interval", [2]string{"", "recording: {fsync_interval: soon}\n"}, "test.yaml: recording.fsync_interval: \"soon\" is not a duration"},
 		{"recording interval without interval policy", [2]string{"", "recording: {fsync: never, fsync_interval: 2s}\n"}, "test.yaml: recording.fsync_interval: only applies with fsync: interval"},
 		{"shutdown_grace", [2]string{"", "shutdown_grace: -1s\n"}, "test.yaml: shutdown_grace: must not be negative"},
+		{"oidc without audiences", [2]string{"identity:\n", "identity:\n  oidc: {issuers: [{issuer: 'https://idp.example'}]}\n"}, "test.yaml: identity.oidc: issuers[0]: audiences"},
+		{"oidc alg none", [2]string{"identity:\n", "identity:\n  oidc: {issuers: [{issuer: 'https://idp.example', audiences: [sluice], allowed_algs: [none]}]}\n"}, "test.yaml: identity.oidc: issuers[0]: allowed_algs"},
+		{"oidc unknown key", [2]string{"identity:\n", "identity:\n  oidc: {issuers: [{issuer: 'https://idp.example', audiences: [sluice], audience: x}]}\n"}, "test.yaml: line"},
+		{"mtls without ca", [2]string{"identity:\n", "identity:\n  mtls: {subject_from: common_name}\n"}, "test.yaml: identity.mtls.ca_file: is required"},
+		{"expiry_grace", [2]string{"identity:\n", "identity:\n  expiry_grace: later\n"}, "test.yaml: identity.expiry_grace: \"later\" is not a duration"},
+		{"vault ref without vault", [2]string{"password: env:PG_PASSWORD", "password: 'vault:secret/pg#password'"}, "test.yaml: targets[0].credential.password: vault: references need a vault section"},
+		{"vault without address", [2]string{"", "credentials: {vault: {token: env:VAULT_TOKEN}}\n"}, "test.yaml: credentials.vault.address"},
+		{"vault with two auths", [2]string{"", "credentials: {vault: {address: 'https://v:8200', token: env:T, approle: {role_id: env:R, secret_id: env:S}}}\n"}, "test.yaml: credentials.vault"},
+		{"exec timeout negative", [2]string{"", "credentials: {exec: {timeout: -1s}}\n"}, "test.yaml: credentials.exec.timeout: must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

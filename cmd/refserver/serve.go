@@ -22,8 +22,11 @@ import (
 	"github.com/sluicegw/sluice/approval/pgstore"
 	"github.com/sluicegw/sluice/approval/sqlitestore"
 	"github.com/sluicegw/sluice/credstore"
+	"github.com/sluicegw/sluice/credstore/vault"
 	"github.com/sluicegw/sluice/gateway"
 	"github.com/sluicegw/sluice/identity"
+	"github.com/sluicegw/sluice/identity/mtls"
+	"github.com/sluicegw/sluice/identity/oidc"
 	"github.com/sluicegw/sluice/masking"
 	"github.com/sluicegw/sluice/policy"
 	"github.com/sluicegw/sluice/protocol"
@@ -163,6 +166,9 @@ type server struct {
 	adminC chan error
 
 	approvals *approvals // nil when approval.enabled is false
+	// creds resolves every secret reference; closed last, dropping the
+	// secrets it caches.
+	creds *credstore.Resolver
 
 	stopPolicy func() // ends the reloaders; nil until start
 }
@@ -175,12 +181,18 @@ func newServer(cfg *Config, logger *slog.Logger) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	gcfg, err := gatewayConfig(cfg, decider, logger)
+	creds, err := credstore.New(cfg.Credentials.Config, credstore.Options{Logger: logger.With("component", "credstore"), OpenVault: vault.Open})
 	if err != nil {
+		return nil, fmt.Errorf("%s: credentials: %w", cfg.file, err)
+	}
+	gcfg, err := gatewayConfig(cfg, decider, creds, logger)
+	if err != nil {
+		creds.Close()
 		return nil, err
 	}
-	appr, err := openApprovals(cfg, logger)
+	appr, err := openApprovals(cfg, creds, logger)
 	if err != nil {
+		creds.Close()
 		return nil, err
 	}
 	if appr != nil {
@@ -189,9 +201,10 @@ func newServer(cfg *Config, logger *slog.Logger) (*server, error) {
 	gw, err := gateway.New(gcfg)
 	if err != nil {
 		appr.close(logger)
+		creds.Close()
 		return nil, err
 	}
-	return &server{cfg: cfg, log: logger, gw: gw, live: live, approvals: appr}, nil
+	return &server{cfg: cfg, log: logger, gw: gw, live: live, approvals: appr, creds: creds}, nil
 }
 
 // approvals is the approval broker and the store it keeps requests in.
@@ -206,7 +219,7 @@ const openApprovalsTimeout = 30 * time.Second
 
 // openApprovals opens the approval store and starts the broker, or returns
 // nil when approval.enabled is false.
-func openApprovals(cfg *Config, logger *slog.Logger) (*approvals, error) {
+func openApprovals(cfg *Config, creds credstore.Store, logger *slog.Logger) (*approvals, error) {
 	a := cfg.Approval
 	if !a.on() {
 		logger.Info("approvals are off (approval.enabled: false): commands that need approval are denied")
@@ -214,7 +227,6 @@ func openApprovals(cfg *Config, logger *slog.Logger) (*approvals, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), openApprovalsTimeout)
 	defer cancel()
-	creds := credstore.Default{AllowInline: cfg.Credentials.AllowInline}
 	secret := func(field, ref string) (string, error) {
 		c, err := creds.Resolve(ctx, credstore.Ref{Password: ref})
 		if err != nil {
@@ -305,6 +317,10 @@ func (a *approvals) close(logger *slog.Logger) {
 func (s *server) closeApprovals() {
 	s.approvals.close(s.log)
 	s.approvals = nil
+	if s.creds != nil {
+		_ = s.creds.Close()
+		s.creds = nil
+	}
 }
 
 // newDecider builds the policy: the CEL engine over policy.files, kept live
@@ -325,7 +341,7 @@ func newDecider(cfg *Config, logger *slog.Logger) (policy.Decider, *policy.Live,
 }
 
 // gatewayConfig builds the gateway's configuration and its components.
-func gatewayConfig(cfg *Config, decider policy.Decider, logger *slog.Logger) (gateway.Config, error) {
+func gatewayConfig(cfg *Config, decider policy.Decider, creds credstore.Store, logger *slog.Logger) (gateway.Config, error) {
 	tokens := make([]identity.StaticToken, len(cfg.Identity.Tokens))
 	for i, t := range cfg.Identity.Tokens {
 		tokens[i] = identity.StaticToken{
@@ -333,13 +349,42 @@ func gatewayConfig(cfg *Config, decider policy.Decider, logger *slog.Logger) (ga
 			Subject: t.Subject, Name: t.Name, Email: t.Email, Groups: t.Groups,
 		}
 	}
-	auth, err := identity.NewStaticTokens(tokens)
+	static, err := identity.NewStaticTokens(tokens)
 	if err != nil {
 		return gateway.Config{}, fmt.Errorf("%s: identity.tokens: %w", cfg.file, err)
 	}
-	if len(tokens) == 0 {
-		logger.Warn("no identity configured (identity.tokens is empty): every connection will be refused")
+	// Static tokens first (a hash lookup), then client certificates, then
+	// OIDC: an unreachable identity provider stops the chain (fail
+	// closed), so it comes last.
+	var chain identity.Chain
+	if len(tokens) > 0 {
+		chain = append(chain, static)
 	}
+	if cfg.Identity.MTLS != nil {
+		a, err := mtls.New(*cfg.Identity.MTLS)
+		if err != nil {
+			return gateway.Config{}, fmt.Errorf("%s: identity.mtls: %w", cfg.file, err)
+		}
+		chain = append(chain, a)
+	}
+	if cfg.Identity.OIDC != nil {
+		a, err := oidc.New(*cfg.Identity.OIDC, oidc.WithLogger(logger.With("component", "oidc")))
+		if err != nil {
+			return gateway.Config{}, fmt.Errorf("%s: identity.oidc: %w", cfg.file, err)
+		}
+		pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := a.Prefetch(pctx); err != nil {
+			// Not fatal: keys are fetched again on use, and until then
+			// OIDC callers are refused (fail closed).
+			logger.Warn("identity provider not reachable yet", "error", err)
+		}
+		cancel()
+		chain = append(chain, a)
+	}
+	if len(chain) == 0 {
+		logger.Warn("no identity configured (identity.tokens, identity.oidc, identity.mtls are empty): every connection will be refused")
+	}
+	var auth identity.Authenticator = chain
 
 	sink, err := recording.NewFileSink(cfg.Recording.Dir, recording.FileOptions{
 		Fsync:    recording.FsyncPolicy(cfg.Recording.Fsync),
@@ -349,7 +394,6 @@ func gatewayConfig(cfg *Config, decider policy.Decider, logger *slog.Logger) (ga
 		return gateway.Config{}, fmt.Errorf("%s: recording: %w", cfg.file, err)
 	}
 
-	creds := credstore.Default{AllowInline: cfg.Credentials.AllowInline}
 	maskOpts := masking.Options{RedactToken: cfg.Masking.RedactToken}
 	if ref := cfg.Masking.PseudonymKey; ref != "" {
 		key, err := creds.Resolve(context.Background(), credstore.Ref{Password: ref})
@@ -404,6 +448,12 @@ func gatewayConfig(cfg *Config, decider policy.Decider, logger *slog.Logger) (ga
 			}
 			tc.TLS = selfSigned
 		}
+		if m := cfg.Identity.MTLS; m != nil && tc.TLS != nil {
+			tc.TLS, err = mtls.ServerTLSConfig(tc.TLS, m.CAFile)
+			if err != nil {
+				return gateway.Config{}, fmt.Errorf("%s: identity.mtls.ca_file: %w", cfg.file, err)
+			}
+		}
 		targets = append(targets, tc)
 	}
 
@@ -419,6 +469,7 @@ func gatewayConfig(cfg *Config, decider policy.Decider, logger *slog.Logger) (ga
 		// No Registerer: the gateway keeps a private registry, with the Go
 		// and process collectors, that /metrics serves.
 		ShutdownGrace:    cfg.ShutdownGrace.Duration,
+		ExpiryGrace:      cfg.Identity.ExpiryGrace.Duration,
 		AdminTokenSHA256: cfg.Admin.TokenSHA256,
 	}, nil
 }

@@ -104,31 +104,48 @@ func (p *Plugin) Serve(ctx context.Context, client net.Conn, s protocol.Session)
 	if err := s.CheckTransport(tlsState); err != nil {
 		return fatal(codeInvalidAuthorization, clientText(err.Error()))
 	}
-	_ = fe.msg(&pgproto3.AuthenticationCleartextPassword{})
-	if err := fe.flush(); err != nil {
-		return err
-	}
-	fr := newFrameReader(conn, maxStartupPacket)
-	typ, body, err := fr.next()
-	if err != nil {
-		return fmt.Errorf("postgres: reading password: %w", err)
-	}
-	if typ != 'p' {
-		return fatal(codeProtocolViolation, fmt.Sprintf("sluice: expected a password message, got %q", typ))
-	}
-	var pw pgproto3.PasswordMessage
-	if err := pw.Decode(body); err != nil {
-		return fatal(codeProtocolViolation, "sluice: malformed password message")
-	}
-	id, err := s.Authenticate(ctx, identity.Credentials{Token: pw.Password, TLS: tlsState})
-	pw.Password = ""
-	clear(body)
-	if err != nil {
+	authFailed := func(err error) error {
 		code := codeInvalidPassword
 		if !errors.Is(err, identity.ErrUnauthenticated) {
 			code = codeCannotConnect // a session limit, a shutdown, no recorder
 		}
 		return fatal(code, clientText(err.Error()))
+	}
+	// A client certificate (verified by the TLS handshake against the
+	// configured client CAs) may prove the identity on its own, as
+	// PostgreSQL's cert authentication does; if it does not, the client is
+	// asked for a token as usual.
+	var id *identity.Identity
+	if tlsState != nil && len(tlsState.PeerCertificates) > 0 {
+		var err error
+		id, err = s.Authenticate(ctx, identity.Credentials{TLS: tlsState})
+		if err != nil && !errors.Is(err, identity.ErrUnauthenticated) {
+			return authFailed(err)
+		}
+	}
+	fr := newFrameReader(conn, maxStartupPacket)
+	if id == nil {
+		_ = fe.msg(&pgproto3.AuthenticationCleartextPassword{})
+		if err := fe.flush(); err != nil {
+			return err
+		}
+		typ, body, err := fr.next()
+		if err != nil {
+			return fmt.Errorf("postgres: reading password: %w", err)
+		}
+		if typ != 'p' {
+			return fatal(codeProtocolViolation, fmt.Sprintf("sluice: expected a password message, got %q", typ))
+		}
+		var pw pgproto3.PasswordMessage
+		if err := pw.Decode(body); err != nil {
+			return fatal(codeProtocolViolation, "sluice: malformed password message")
+		}
+		id, err = s.Authenticate(ctx, identity.Credentials{Token: pw.Password, TLS: tlsState})
+		pw.Password = ""
+		clear(body)
+		if err != nil {
+			return authFailed(err)
+		}
 	}
 
 	database := p.target.Options[OptDatabase]
