@@ -122,9 +122,12 @@ type gatewayOptions struct {
 	decider   policy.Decider
 	groups    []string
 	approvals *approval.Broker
-	// auth replaces the static token authenticator when set.
+	// auth replaces the static token authenticator when set; token then
+	// is the token clients of env present.
 	auth        identity.Authenticator
+	token       string
 	expiryGrace time.Duration
+	creds       credstore.Store // default credstore.Default{}
 }
 
 func startGatewayWith(t *testing.T, o gatewayOptions, targets ...gateway.TargetConfig) *env {
@@ -138,6 +141,13 @@ func startGatewayWith(t *testing.T, o gatewayOptions, targets ...gateway.TargetC
 		o.groups = []string{"dba"}
 	}
 	e := &env{dataDir: t.TempDir(), logs: &syncBuffer{}, token: "tok-" + pgtest.RandomSecret(16)}
+	if o.token != "" {
+		e.token = o.token
+	}
+	var creds credstore.Store = credstore.Default{}
+	if o.creds != nil {
+		creds = o.creds
+	}
 	e.recDir = filepath.Join(e.dataDir, "recordings")
 	var auth identity.Authenticator = o.auth
 	if auth == nil {
@@ -155,7 +165,7 @@ func startGatewayWith(t *testing.T, o gatewayOptions, targets ...gateway.TargetC
 		Authenticator: auth,
 		Decider:       o.decider,
 		Approvals:     o.approvals,
-		Credentials:   credstore.Default{},
+		Credentials:   creds,
 		Recording:     sink,
 		Logger:        slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		ShutdownGrace: o.grace,
