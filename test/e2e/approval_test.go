@@ -62,6 +62,11 @@ rules:
     action: require_approval
     approvers: [group:dba]
     timeout: 30s
+  - name: deletes-expire-fast
+    match: command.sql.statements.exists(s, s.kind == "DELETE")
+    action: require_approval
+    approvers: [group:dba]
+    timeout: 1s
 default: deny
 `))
 	require.NoError(t, err)
@@ -137,6 +142,22 @@ default: deny
 	require.NoError(t, gerr)
 	assert.Equal(t, approval.StateWithdrawn, got.State)
 
+	// Expired: nobody decided within the rule's timeout (the shortest of
+	// the matching rules'), so it is refused with 42501 and never runs.
+	done = run(ctx, "delete from e2e_approval")
+	id = waitID()
+	select {
+	case err = <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the expiring request still waits")
+	}
+	require.True(t, errors.As(err, &pe), "got %v", err)
+	assert.Equal(t, "42501", pe.Code)
+	assert.Contains(t, pe.Message, "expired")
+	got, gerr = broker.Get(ctx, id)
+	require.NoError(t, gerr)
+	assert.Equal(t, approval.StateExpired, got.State)
+
 	require.NoError(t, admin.QueryRow(ctx, "select count(*) from e2e_approval").Scan(&n))
 	assert.Equal(t, 1, n, "only the approved write ran")
 
@@ -196,7 +217,7 @@ default: deny
 		}
 	}
 	joined := strings.Join(steps, "\n")
-	for _, want := range []string{"pending", "approved", "denied", "withdrawn"} {
+	for _, want := range []string{"pending", "approved", "denied", "withdrawn", "expired"} {
 		assert.Contains(t, joined, want)
 	}
 }
