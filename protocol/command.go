@@ -30,6 +30,7 @@ type Command struct {
 
 	SQL  *SQL  `json:"sql,omitempty"`
 	HTTP *HTTP `json:"http,omitempty"`
+	MCP  *MCP  `json:"mcp,omitempty"`
 	K8s  *K8s  `json:"k8s,omitempty"`
 	SSH  *SSH  `json:"ssh,omitempty"`
 
@@ -68,6 +69,26 @@ type HTTP struct {
 	Path    string            `json:"path"`
 	Query   map[string]string `json:"query,omitempty"`
 	Headers map[string]string `json:"headers,omitempty"`
+	// ContentType is the request's media type, without parameters.
+	ContentType string `json:"content_type,omitempty"`
+	// Body is a JSON request body, parsed (objects as map[string]any,
+	// arrays as []any), when it is JSON and within the plugin's size
+	// limit; nil otherwise.
+	Body any `json:"body,omitempty"`
+}
+
+// MCP describes one Model Context Protocol JSON-RPC message sent to an MCP
+// server (method "tools/call", "resources/read", "prompts/get", ...).
+type MCP struct {
+	Method string `json:"method"`
+	// Tool is the tool a tools/call names.
+	Tool string `json:"tool,omitempty"`
+	// Arguments are a tools/call's or prompts/get's arguments.
+	Arguments map[string]any `json:"arguments,omitempty"`
+	// URI is the resource a resources/read names.
+	URI string `json:"uri,omitempty"`
+	// Prompt is the prompt a prompts/get names.
+	Prompt string `json:"prompt,omitempty"`
 }
 
 // K8s describes a Kubernetes API request.
