@@ -29,15 +29,26 @@ import (
 //	POST /api/approvals/{id}/deny       likewise
 //	GET  /approvals, /approvals/{id}    the approval web page
 //
+// and for approvers' single sign-on (see Config.AdminLogin and
+// adminlogin.go; 404 when it is not set):
+//
+//	GET  /auth/login     redirect to the identity provider
+//	GET  /auth/callback  its redirect back; sets the session cookie
+//	POST /auth/logout    end the session (needs X-CSRF-Token)
+//	GET  /api/session    who is signed in and the CSRF token
+//
 // When Config.AdminTokenSHA256 is set, every endpoint but /healthz,
 // /readyz and the approvers' requires "Authorization: Bearer <token>" (see
 // WithAdminToken). The approvers' endpoints take the approver's own
 // identity token instead, checked by Config.Authenticator (the broker
-// decides from that identity who may vote); the page itself is static and
-// open. API errors are JSON objects {"error": "..."}: 401 without a
-// recognised identity, 403 for a requester or a non-approver, 404 for an
-// unknown request, 409 for one already decided, expired or voted on by
-// the caller.
+// decides from that identity who may vote), or the session cookie of an
+// approver signed in with single sign-on, whose votes must carry the
+// session's CSRF token; the page itself is static and open. A session
+// cookie never opens the rest of the admin API. API errors are JSON
+// objects {"error": "..."}: 401 without a recognised identity, 403 for a
+// requester, a non-approver or a failed CSRF check, 404 for an unknown
+// request, 409 for one already decided, expired or voted on by the
+// caller.
 func (g *Gateway) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -94,6 +105,7 @@ func (g *Gateway) AdminHandler() http.Handler {
 	root := http.NewServeMux()
 	root.Handle("/", admin)
 	g.routeApprovals(root)
+	g.routeAdminLogin(root)
 	return root
 }
 

@@ -23,9 +23,12 @@ import (
 // who decided. These routes are therefore outside the admin-token wrapper,
 // and every one of them (reading included) requires an identity.
 //
-// The page (GET /approvals, /approvals/{id}) is static: it holds no data,
-// asks for the approver's token in the browser and calls the API with it
-// as a bearer token (no cookie, so no cross-site request can vote).
+// The page (GET /approvals, /approvals/{id}) is static: it holds no data.
+// It either asks for the approver's token in the browser and calls the
+// API with it as a bearer token (no cookie, so no cross-site request can
+// vote), or, with Config.AdminLogin, offers single sign-on, after which
+// the API is called with the session cookie and every vote carries the
+// session's CSRF token (see adminlogin.go).
 
 //go:embed approvalsui
 var approvalsUI embed.FS
@@ -233,8 +236,9 @@ func listFilter(r *http.Request) (approval.Filter, error) {
 }
 
 // approverOnly authenticates the caller's own bearer token with
-// Config.Authenticator and passes the identity on. Without approvals
-// configured every route answers 404.
+// Config.Authenticator, or else the session cookie of a signed-in
+// approver (Config.AdminLogin), and passes the identity on. Without
+// approvals configured every route answers 404.
 func (g *Gateway) approverOnly(h func(http.ResponseWriter, *http.Request, *identity.Identity)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if g.cfg.Approvals == nil {
@@ -243,7 +247,23 @@ func (g *Gateway) approverOnly(h func(http.ResponseWriter, *http.Request, *ident
 		}
 		tok, ok := bearer(r)
 		if !ok {
+			// Without a bearer token, a signed-in approver's session
+			// cookie (CSRF-checked for votes; see adminlogin.go).
+			who, answered := g.cookieCaller(w, r)
+			switch {
+			case answered:
+				return
+			case who != nil:
+				h(w, r, who)
+				return
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice approvals"`)
+			if g.login != nil {
+				writeJSON(w, http.StatusUnauthorized, map[string]string{
+					"error": "sign in at " + adminLoginPath + ", or give your own identity token as Authorization: Bearer <token>",
+					"login": adminLoginPath})
+				return
+			}
 			writeError(w, http.StatusUnauthorized, "give your own identity token as Authorization: Bearer <token>")
 			return
 		}

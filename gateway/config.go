@@ -80,6 +80,10 @@ type Config struct {
 	// that AdminHandler requires on every endpoint but /healthz and
 	// /readyz (see WithAdminToken). identity.HashToken computes it.
 	AdminTokenSHA256 string
+	// AdminLogin, when set, lets approvers sign in to the approvals page
+	// and API with OpenID Connect (see AdminLoginConfig); their own
+	// identity tokens and the admin token keep working beside it.
+	AdminLogin *AdminLoginConfig
 }
 
 // TargetConfig is one backend and the listener clients reach it on.
@@ -142,6 +146,11 @@ func (c *Config) Validate() error {
 	if c.AdminTokenSHA256 != "" {
 		if _, err := parseDigest(c.AdminTokenSHA256); err != nil {
 			bad("admin_token_sha256", "%v", err)
+		}
+	}
+	if c.AdminLogin != nil {
+		if err := c.AdminLogin.Validate(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if len(c.Targets) == 0 {

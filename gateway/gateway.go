@@ -65,7 +65,8 @@ type Gateway struct {
 	targets  []*target
 	metrics  *metrics
 	gatherer prometheus.Gatherer
-	adminKey []byte // SHA-256 of the admin token, nil when none
+	adminKey []byte      // SHA-256 of the admin token, nil when none
+	login    *adminLogin // human sign-in; nil without Config.AdminLogin
 
 	// baseCtx is the parent of every session context, cancelled at the
 	// end of Shutdown.
@@ -112,6 +113,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.AdminTokenSHA256 != "" {
 		g.adminKey, _ = parseDigest(cfg.AdminTokenSHA256) // checked by Validate
+	}
+	if cfg.AdminLogin != nil {
+		g.login = newAdminLogin(*cfg.AdminLogin)
 	}
 	names := make([]string, 0, len(cfg.Targets))
 	for i := range cfg.Targets {

@@ -1,5 +1,11 @@
 // The sluice approval page: lists pending requests and sends votes as the
 // approver. Data is only ever written with textContent.
+//
+// The approver is either signed in with single sign-on (mode "sso": the
+// session cookie, which the page never sees, and the session's CSRF token
+// from /api/session sent back on every vote) or has typed their own
+// identity token (mode "token": kept in this tab's sessionStorage and
+// sent as a bearer token).
 "use strict";
 (function () {
   const KEY = "sluice-approver-token";
@@ -8,26 +14,48 @@
   let timer = null;
   let busy = false;
   let drawn = null; // the list on screen, as JSON; null forces a redraw
+  let mode = "";     // "sso", "token", or "" when signed out
+  let csrf = "";     // the SSO session's CSRF token
+  let loginURL = ""; // where SSO starts, when the gateway offers it
 
   function token() { return sessionStorage.getItem(KEY) || ""; }
+  function active() { return mode === "sso" || (mode === "token" && !!token()); }
   function status(msg, isErr) { $("status").textContent = msg; $("status").className = isErr ? "err" : ""; }
 
   function signedOut(msg) {
     sessionStorage.removeItem(KEY);
+    mode = "";
+    csrf = "";
     if (timer) { clearInterval(timer); timer = null; }
     drawn = null;
     $("main").hidden = true;
     $("login").hidden = false;
+    if (loginURL) {
+      const m = location.pathname.match(/^\/approvals(\/[^/]+)?$/);
+      $("sso-link").href = loginURL + (m ? "?next=" + encodeURIComponent(location.pathname) : "");
+    }
+    $("sso").hidden = !loginURL;
     status(msg || "", !!msg);
   }
 
   async function api(method, path, body) {
-    const opts = { method, headers: { "Authorization": "Bearer " + token(), "Accept": "application/json" } };
+    const opts = { method, headers: { "Accept": "application/json" } };
+    if (mode === "token") {
+      opts.headers["Authorization"] = "Bearer " + token();
+      opts.credentials = "omit";
+    } else {
+      opts.credentials = "same-origin";
+      if (method !== "GET") opts.headers["X-CSRF-Token"] = csrf;
+    }
     if (body !== undefined) { opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body); }
     const resp = await fetch(path, opts);
     let data = null;
     try { data = await resp.json(); } catch (e) { data = null; }
-    if (resp.status === 401) { signedOut("Token not recognised; sign in again."); throw new Error("unauthenticated"); }
+    if (resp.status === 401) {
+      if (data && data.login) loginURL = data.login;
+      signedOut(mode === "sso" ? "Your sign-in has ended; sign in again." : "Token not recognised; sign in again.");
+      throw new Error("unauthenticated");
+    }
     if (!resp.ok) { throw new Error((data && data.error) || resp.statusText); }
     return data;
   }
@@ -98,7 +126,7 @@
   // click on its way, stay), and typing is checked again once the list
   // has arrived: it may have begun while the request was in flight.
   async function refresh() {
-    if (busy || !token() || typing()) return;
+    if (busy || !active() || typing()) return;
     busy = true;
     try {
       const list = await api("GET", "/api/approvals?state=pending");
@@ -115,9 +143,12 @@
     }
   }
 
-  function signedIn() {
+  function signedIn(label) {
     $("login").hidden = true;
+    $("sso").hidden = true;
     $("main").hidden = false;
+    $("whoami").textContent = label || "";
+    $("logout").textContent = mode === "sso" ? "Sign out" : "Forget token";
     refresh();
     if (!timer) timer = setInterval(refresh, 2000);
   }
@@ -126,9 +157,35 @@
     ev.preventDefault();
     sessionStorage.setItem(KEY, $("token").value.trim());
     $("token").value = "";
+    mode = "token";
     status("");
-    signedIn();
+    signedIn("");
   });
-  $("logout").addEventListener("click", () => signedOut(""));
-  if (token()) signedIn(); else signedOut("");
+  $("logout").addEventListener("click", async () => {
+    if (mode === "sso") {
+      try { await api("POST", "/auth/logout"); } catch (e) { /* signed out either way */ }
+    }
+    signedOut("");
+  });
+
+  // start picks the mode: a token already typed in this tab, else an SSO
+  // session (GET /api/session answers 200 with the CSRF token), else the
+  // sign-in choices (a 401 that names the SSO login, or only the token).
+  async function start() {
+    if (token()) { mode = "token"; signedIn(""); return; }
+    try {
+      const resp = await fetch("/api/session", { headers: { "Accept": "application/json" }, credentials: "same-origin" });
+      let data = null;
+      try { data = await resp.json(); } catch (e) { data = null; }
+      if (data && data.login) loginURL = data.login;
+      if (resp.ok && data && data.csrf_token) {
+        mode = "sso";
+        csrf = data.csrf_token;
+        signedIn("Signed in as " + who(data) + ".");
+        return;
+      }
+    } catch (e) { /* no SSO: the token form */ }
+    signedOut("");
+  }
+  start();
 })();

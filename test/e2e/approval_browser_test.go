@@ -303,8 +303,10 @@ func startBrowser(t *testing.T) context.Context {
 // with a token for each of several identities, as the approvers' page
 // needs a person other than the requester: the first identity gets
 // e.token (the one env.psql sends), and the token of the second is
-// returned. The identities' Name and Email show on the page.
-func startApprovalsGateway(t *testing.T, decider policy.Decider, broker *approval.Broker, requester, approver identity.StaticToken) (*env, string) {
+// returned. The identities' Name and Email show on the page. edit, if
+// given, adjusts the configuration before the gateway is built.
+func startApprovalsGateway(t *testing.T, decider policy.Decider, broker *approval.Broker, requester, approver identity.StaticToken,
+	edit ...func(*gateway.Config)) (*env, string) {
 	t.Helper()
 	require.Equal(t, subject, requester.Subject, "env.psql logs in as %s", subject)
 	e := &env{dataDir: t.TempDir(), logs: &syncBuffer{}, token: "tok-" + pgtest.RandomSecret(16)}
@@ -315,7 +317,7 @@ func startApprovalsGateway(t *testing.T, decider policy.Decider, broker *approva
 	require.NoError(t, err)
 	sink, err := recording.NewFileSink(e.recDir, recording.FileOptions{})
 	require.NoError(t, err)
-	e.g, err = gateway.New(gateway.Config{
+	cfg := gateway.Config{
 		DataDir:       e.dataDir,
 		Targets:       []gateway.TargetConfig{pgTarget("pg")},
 		Authenticator: auth,
@@ -325,7 +327,11 @@ func startApprovalsGateway(t *testing.T, decider policy.Decider, broker *approva
 		Recording:     sink,
 		Logger:        slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		ShutdownGrace: 2 * time.Second,
-	})
+	}
+	for _, f := range edit {
+		f(&cfg)
+	}
+	e.g, err = gateway.New(cfg)
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
