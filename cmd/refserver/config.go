@@ -56,6 +56,33 @@ type AdminConfig struct {
 	// TokenSHA256, when set, is the hex SHA-256 of a bearer token that
 	// every admin request except /healthz and /readyz must carry.
 	TokenSHA256 string `yaml:"token_sha256"`
+	// Login lets approvers sign in to the approvals page with OpenID
+	// Connect (authorization code flow with PKCE).
+	Login *AdminLoginConfig `yaml:"login"`
+}
+
+// AdminLoginConfig is the OIDC client the approvals page signs people in
+// with.
+type AdminLoginConfig struct {
+	Issuer       string `yaml:"issuer"`
+	ClientID     string `yaml:"client_id"`
+	ClientSecret string `yaml:"client_secret"` // a secret reference; empty for a public client
+	// RedirectURL is this server's /auth/callback as the browser reaches
+	// it (registered with the identity provider).
+	RedirectURL string   `yaml:"redirect_url"`
+	Scopes      []string `yaml:"scopes"`
+	SessionTTL  Duration `yaml:"session_ttl"`
+	// GroupsClaim, EmailClaim and NameClaim map the ID token's claims (dotted
+	// paths), as in identity.oidc.
+	GroupsClaim string `yaml:"groups_claim"`
+	EmailClaim  string `yaml:"email_claim"`
+	NameClaim   string `yaml:"name_claim"`
+}
+
+// oidcIssuer is the token verifier for the login's ID tokens.
+func (l *AdminLoginConfig) oidcIssuer() oidc.IssuerConfig {
+	return oidc.IssuerConfig{Issuer: l.Issuer, Audiences: []string{l.ClientID},
+		GroupsClaim: l.GroupsClaim, EmailClaim: l.EmailClaim, NameClaim: l.NameClaim}
 }
 
 // LogConfig sets the log level and format.
@@ -373,6 +400,20 @@ func (c *Config) Validate() error {
 	v.hostPort("admin.listen", c.Admin.Listen)
 	if c.Admin.TokenSHA256 != "" {
 		v.sha256("admin.token_sha256", c.Admin.TokenSHA256)
+	}
+	if l := c.Admin.Login; l != nil {
+		if l.ClientID == "" {
+			v.add("admin.login.client_id", "is required")
+		} else if err := l.oidcIssuer().Validate(); err != nil {
+			v.add("admin.login", err.Error())
+		}
+		if l.RedirectURL == "" {
+			v.add("admin.login.redirect_url", "is required (this server's /auth/callback as browsers reach it)")
+		}
+		if l.ClientSecret != "" {
+			v.secretRef(c, "admin.login.client_secret", l.ClientSecret)
+		}
+		v.duration("admin.login.session_ttl", l.SessionTTL)
 	}
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "text", "json")

@@ -164,6 +164,10 @@ func TestConfigValidateNamesFieldAndFile(t *testing.T) {
 		{"vault ref without vault", [2]string{"password: env:PG_PASSWORD", "password: 'vault:secret/pg#password'"}, "test.yaml: targets[0].credential.password: vault: references need a vault section"},
 		{"vault without address", [2]string{"", "credentials: {vault: {token: env:VAULT_TOKEN}}\n"}, "test.yaml: credentials.vault.address"},
 		{"vault with two auths", [2]string{"", "credentials: {vault: {address: 'https://v:8200', token: env:T, approle: {role_id: env:R, secret_id: env:S}}}\n"}, "test.yaml: credentials.vault"},
+		{"login without client_id", [2]string{"", "admin: {login: {issuer: 'https://idp.example', redirect_url: 'https://gw.example/auth/callback'}}\n"}, "test.yaml: admin.login.client_id: is required"},
+		{"login without redirect", [2]string{"", "admin: {login: {issuer: 'https://idp.example', client_id: sluice}}\n"}, "test.yaml: admin.login.redirect_url: is required"},
+		{"login bad issuer", [2]string{"", "admin: {login: {issuer: 'ftp://idp', client_id: sluice, redirect_url: 'https://gw/auth/callback'}}\n"}, "test.yaml: admin.login: issuer"},
+		{"login secret not a ref", [2]string{"", "admin: {login: {issuer: 'https://idp.example', client_id: sluice, client_secret: hunter2, redirect_url: 'https://gw/auth/callback'}}\n"}, "test.yaml: admin.login.client_secret: password reference must be"},
 		{"exec timeout negative", [2]string{"", "credentials: {exec: {timeout: -1s}}\n"}, "test.yaml: credentials.exec.timeout: must not be negative"},
 	}
 	for _, tt := range tests {

@@ -457,7 +457,25 @@ func gatewayConfig(cfg *Config, decider policy.Decider, creds credstore.Store, l
 		targets = append(targets, tc)
 	}
 
+	var login *gateway.AdminLoginConfig
+	if l := cfg.Admin.Login; l != nil {
+		provider, err := oidc.New(oidc.Config{Issuers: []oidc.IssuerConfig{l.oidcIssuer()}}, oidc.WithLogger(logger.With("component", "admin-login")))
+		if err != nil {
+			return gateway.Config{}, fmt.Errorf("%s: admin.login: %w", cfg.file, err)
+		}
+		login = &gateway.AdminLoginConfig{Provider: provider, Issuer: l.Issuer, ClientID: l.ClientID,
+			RedirectURL: l.RedirectURL, Scopes: l.Scopes, SessionTTL: l.SessionTTL.Duration}
+		if l.ClientSecret != "" {
+			c, err := creds.Resolve(context.Background(), credstore.Ref{Password: l.ClientSecret})
+			if err != nil {
+				return gateway.Config{}, fmt.Errorf("%s: admin.login.client_secret: %w", cfg.file, err)
+			}
+			login.ClientSecret = c.Password
+		}
+	}
+
 	return gateway.Config{
+		AdminLogin:    login,
 		DataDir:       cfg.DataDir,
 		Targets:       targets,
 		Authenticator: auth,
