@@ -319,7 +319,7 @@ func (s *session) Masker(d protocol.Decision) masking.RowMasker {
 	if len(d.Mask) == 0 {
 		return nil
 	}
-	m, err := s.g.maskers.get(d.Mask, s.g.cfg.Masking)
+	m, err := s.g.masker(d.Mask)
 	if err != nil {
 		return nil
 	}
@@ -620,7 +620,7 @@ func (s *session) enforce(d protocol.Decision, id *identity.Identity, now time.T
 	switch d.Action {
 	case protocol.Allow:
 		if len(d.Mask) > 0 {
-			if _, err := s.g.maskers.get(d.Mask, s.g.cfg.Masking); err != nil {
+			if _, err := s.g.masker(d.Mask); err != nil {
 				s.log.Error("the decision's masking does not compile; denying", "mask", d.Mask, "error", err)
 				d.Action = protocol.Deny
 				d.Message = "sluice: the masking this command needs cannot be applied (" + err.Error() + ")"
@@ -632,7 +632,7 @@ func (s *session) enforce(d protocol.Decision, id *identity.Identity, now time.T
 		}
 	case protocol.RequireApproval:
 		if len(d.Mask) > 0 {
-			if _, err := s.g.maskers.get(d.Mask, s.g.cfg.Masking); err != nil {
+			if _, err := s.g.masker(d.Mask); err != nil {
 				d.Action = protocol.Deny
 				d.Message = "sluice: the masking this command needs cannot be applied (" + err.Error() + ")"
 				return d

@@ -19,6 +19,7 @@ import (
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/interpreter"
 
+	"github.com/sluicegw/sluice/masking"
 	"github.com/sluicegw/sluice/protocol"
 )
 
@@ -35,9 +36,13 @@ const DefaultDenyMessage = "no rule allows this command (default deny)"
 // Compile; swap engines at run time with Live.
 type Engine struct {
 	files []string
-	rules []*rule
-	def   protocol.Action
-	sum   [sha256.Size]byte // of the sources, for Live.WatchFiles
+	// detectors are the policy files' own content detectors; gen
+	// identifies this compiled policy (see Detectors).
+	detectors []masking.Detector
+	gen       uint64
+	rules     []*rule
+	def       protocol.Action
+	sum       [sha256.Size]byte // of the sources, for Live.WatchFiles
 
 	guardMu sync.Mutex                       // serialises guard computation
 	guards  atomic.Pointer[map[shape][]bool] // see guard.go
@@ -100,6 +105,7 @@ func Compile(srcs ...Source) (*Engine, error) {
 		errs   []error
 		byName = map[string]*ruleSpec{}
 		defSrc string
+		dets   = map[string]detectorSpec{}
 	)
 	for _, src := range srcs {
 		e.files = append(e.files, src.Name)
@@ -115,6 +121,19 @@ func Compile(srcs ...Source) (*Engine, error) {
 			} else if defSrc == "" {
 				e.def, defSrc = f.def, src.Name
 			}
+		}
+		for _, d := range f.detectors {
+			if first, dup := dets[d.name]; dup {
+				errs = append(errs, &RuleError{File: d.file, Line: d.line, Field: "detectors", Msg: fmt.Sprintf("%s: defined twice; first at %s:%d", d.name, first.file, first.line)})
+				continue
+			}
+			dets[d.name] = d
+			det, err := compileDetector(d)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			e.detectors = append(e.detectors, det)
 		}
 		for _, rs := range f.rules {
 			if rs.name != "" {
@@ -138,6 +157,7 @@ func Compile(srcs ...Source) (*Engine, error) {
 		return nil, errors.Join(errs...)
 	}
 	e.sum = fingerprint(srcs)
+	e.gen = engineGen.Add(1)
 	return e, nil
 }
 

@@ -74,9 +74,10 @@ func (e *RuleError) Error() string {
 
 // fileSpec is one parsed (not yet compiled) policy file.
 type fileSpec struct {
-	name  string
-	rules []*ruleSpec
-	def   protocol.Action // "" when the file does not say
+	name      string
+	rules     []*ruleSpec
+	detectors []detectorSpec
+	def       protocol.Action // "" when the file does not say
 }
 
 // ruleSpec is one parsed rule with the YAML lines errors point to.
@@ -163,6 +164,10 @@ func parseFile(src Source) (*fileSpec, []error) {
 					f.rules = append(f.rules, r)
 				}
 			}
+		case "detectors":
+			ds, derrs := parseDetectors(src.Name, val)
+			f.detectors = append(f.detectors, ds...)
+			errs = append(errs, derrs...)
 		case "default":
 			var s string
 			if err := val.Decode(&s); err != nil || (s != string(protocol.Allow) && s != string(protocol.Deny)) {
@@ -171,7 +176,7 @@ func parseFile(src Source) (*fileSpec, []error) {
 			}
 			f.def = protocol.Action(s)
 		default:
-			errs = append(errs, fileErr(key.Line, "unknown key %q (want rules, default)", key.Value))
+			errs = append(errs, fileErr(key.Line, "unknown key %q (want rules, detectors, default)", key.Value))
 		}
 	}
 	return f, errs

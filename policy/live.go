@@ -28,6 +28,11 @@ import (
 //
 // or polls the files with WatchFiles.
 type Live struct {
+	// Validate, when set (before reloads start), vets each reloaded
+	// policy beyond compiling; an error keeps the current policy, as a
+	// compile error does.
+	Validate func(*Engine) error
+
 	paths []string
 	log   *slog.Logger
 
@@ -91,6 +96,9 @@ func (l *Live) reload() error {
 // apply compiles srcs and swaps the engine on success; l.mu is held.
 func (l *Live) apply(srcs []Source, sum [sha256.Size]byte) error {
 	e, err := Compile(srcs...)
+	if err == nil && l.Validate != nil {
+		err = l.Validate(e)
+	}
 	if err != nil {
 		l.failed = sum
 		l.log.Error("policy reload failed; keeping the current policy", "err", err)

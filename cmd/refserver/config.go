@@ -21,6 +21,7 @@ import (
 	"github.com/sluicegw/sluice/credstore"
 	"github.com/sluicegw/sluice/identity/mtls"
 	"github.com/sluicegw/sluice/identity/oidc"
+	"github.com/sluicegw/sluice/masking"
 	"github.com/sluicegw/sluice/policy"
 	"github.com/sluicegw/sluice/policy/policytest"
 	"github.com/sluicegw/sluice/protocol"
@@ -669,10 +670,24 @@ func (c *Config) CheckPolicy() (*policy.Engine, error) {
 		return nil, err
 	}
 	e, err := policy.Load(files...)
+	if err == nil {
+		err = knownDetectors(e)
+	}
 	if err != nil {
 		return nil, policyError(c.file, err)
 	}
 	return e, nil
+}
+
+// knownDetectors refuses a policy whose mask entries name detectors that
+// are neither built in nor defined in its files: refserver adds none of
+// its own, so every command asking for one would be refused.
+func knownDetectors(e *policy.Engine) error {
+	if u := e.UnknownDetectors(); len(u) > 0 {
+		return fmt.Errorf("mask entries name unknown detectors %s (built in: %s; define others under detectors:)",
+			strings.Join(u, ", "), strings.Join(masking.BuiltinNames(), ", "))
+	}
+	return nil
 }
 
 // policyError introduces the errors of a policy that does not load; each

@@ -91,7 +91,14 @@ func loadPolicyPaths(paths []string) (*policy.Engine, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("no policy files in %s (only *%s tests)", strings.Join(paths, " "), policytest.TestFileSuffix)
 	}
-	return policy.Load(files...)
+	e, err := policy.Load(files...)
+	if err != nil {
+		return nil, err
+	}
+	if err := knownDetectors(e); err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 // listFlag is a flag that may be repeated.

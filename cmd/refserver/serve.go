@@ -334,9 +334,13 @@ func newDecider(cfg *Config, logger *slog.Logger) (policy.Decider, *policy.Live,
 		return nil, nil, err
 	}
 	live, err := policy.NewLive(logger.With("component", "policy"), files...)
+	if err == nil {
+		err = knownDetectors(live.Engine())
+	}
 	if err != nil {
 		return nil, nil, policyError(cfg.file, err)
 	}
+	live.Validate = knownDetectors
 	return live, live, nil
 }
 

@@ -151,3 +151,32 @@ default: deny
 		}
 	}
 }
+
+// TestPolicyDefinedDetector: a detector defined in the policy file (a
+// pattern with a checksum validator) masks matching values through the
+// gateway, and a look-alike failing the checksum passes.
+func TestPolicyDefinedDetector(t *testing.T) {
+	pgtest.Require(t)
+	engine, err := policy.Parse("detectors.yaml", []byte(`
+detectors:
+  - name: employee_id
+    pattern: '\bEMP-[0-9]{6}\b'
+  - name: account_no
+    pattern: '\b[0-9]{4}-[0-9]{4}-[0-9]{4}-[0-9]{4}\b'
+    validate: luhn
+rules:
+  - name: all
+    match: "true"
+    action: allow
+    mask: [employee_id, "account_no=partial:4"]
+`))
+	require.NoError(t, err)
+	e := startGatewayWith(t, gatewayOptions{grace: 2 * time.Second, decider: engine}, pgTarget("pg"))
+	c := e.pgx(t, "pg", "test")
+	var a, b string
+	require.NoError(t, c.QueryRow(context.Background(), "select 'ask EMP-123456', 'acct 4111-1111-1111-1111 / 4111-1111-1111-1112'").Scan(&a, &b))
+	assert.NotContains(t, a, "EMP-123456")
+	assert.NotContains(t, b, "4111-1111-1111-1111")
+	assert.Contains(t, b, "4111-1111-1111-1112", "fails Luhn: not an account number")
+	assert.Contains(t, b, "1111", "partial keeps the last four")
+}
