@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# bench/matrix.sh — the side-by-side table: pgbench select-only (-S) and
+# TPC-B-like, -M simple and -M prepared, at 1, 8 and 32 clients, each run
+# directly against PostgreSQL, through pgbouncer (session mode) and through
+# sluice with the shipped example policy (examples/policies/no-destructive:
+# developers connect and run SQL, no DROP, TRUNCATE, unqualified UPDATE or
+# DELETE, server files), masking (bench/policy-matrix.yaml) and recording on,
+# one after the other in the same round so drift hits all three alike.
+# Then a 1 M-row scan: throughput direct and through sluice, and sluice's
+# peak resident memory (VmHWM) over the run.
+#
+# Prints one line per cell with TPS, median and p99 latency (from pgbench's
+# per-transaction log), the sluice/direct and sluice/pgbouncer TPS ratios
+# and the median and p99 latency sluice adds over direct.
+#
+#   bench/matrix.sh                        # 10 s per cell: about 6 minutes
+#   DURATION=30 CLIENTS_LIST="8" WORKLOADS=select bench/matrix.sh
+#   MODES=prepared PGBOUNCER=0 bench/matrix.sh
+#
+# Needs the machine's PostgreSQL on 127.0.0.1:5432 (trust auth for user
+# postgres), pgbench, and pgbouncer for the peer column (apt-get install
+# pgbouncer; without it that column is skipped). Loopback only; every run
+# is bounded by DURATION.
+set -euo pipefail
+
+DURATION=${DURATION:-10}
+CLIENTS_LIST=${CLIENTS_LIST:-"1 8 32"}
+WORKLOADS=${WORKLOADS:-"select tpcb"}
+MODES=${MODES:-"simple prepared"}
+SCALE=${SCALE:-10}
+SCAN=${SCAN:-1}
+PGHOST=127.0.0.1
+PGPORT=${PGPORT:-5432}
+DB=sluice_matrix
+GWPORT=${GWPORT:-16442}
+ADMINPORT=${ADMINPORT:-19092}
+BOUNCERPORT=${BOUNCERPORT:-16445}
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+cleanup() {
+  [ -n "${gwpid:-}" ] && kill "$gwpid" 2>/dev/null && wait "$gwpid" 2>/dev/null
+  [ -f "$work/pgbouncer.pid" ] && kill "$(cat "$work/pgbouncer.pid")" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+echo "# building refserver"
+(cd "$here" && go build -o "$work/refserver" ./cmd/refserver)
+
+echo "# preparing database $DB (pgbench -i -s $SCALE)"
+psql -h $PGHOST -p "$PGPORT" -U postgres -d postgres -qAt -c "select 1 from pg_database where datname='$DB'" | grep -q 1 \
+  || psql -h $PGHOST -p "$PGPORT" -U postgres -d postgres -qc "create database $DB"
+pgbench -h $PGHOST -p "$PGPORT" -U postgres -i -q -s "$SCALE" "$DB" >/dev/null 2>&1
+max_conn=$(psql -h $PGHOST -p "$PGPORT" -U postgres -d postgres -qAt -c "show max_connections")
+
+token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export SLUICE_BENCH_TOKEN=$token
+cat > "$work/refserver.yaml" <<YAML
+data_dir: $work/data
+admin:
+  listen: 127.0.0.1:$ADMINPORT
+log:
+  level: warn
+identity:
+  tokens:
+    - subject: bench
+      groups: [developers]
+      env: SLUICE_BENCH_TOKEN
+targets:
+  - name: bench
+    protocol: postgres
+    listen: 127.0.0.1:$GWPORT
+    address: $PGHOST:$PGPORT
+    database: $DB
+    sslmode: disable
+    tls:
+      disable: true
+    allow_plaintext_loopback: true
+    credential:
+      username: postgres
+policy:
+  files:
+    - $here/examples/policies/no-destructive.yaml
+    - $here/bench/policy-matrix.yaml
+recording:
+  dir: $work/data/recordings
+  fsync: interval
+  fsync_interval: 1s
+YAML
+"$work/refserver" serve --config "$work/refserver.yaml" >"$work/refserver.log" 2>&1 &
+gwpid=$!
+for _ in $(seq 1 100); do
+  PGPASSWORD=$token PGCONNECT_TIMEOUT=2 psql "host=127.0.0.1 port=$GWPORT dbname=$DB user=bench sslmode=disable" -qAtc "select 1" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+PGPASSWORD=$token PGCONNECT_TIMEOUT=2 psql "host=127.0.0.1 port=$GWPORT dbname=$DB user=bench sslmode=disable" -qAtc "select 1" >/dev/null \
+  || { echo "sluice did not come up:"; cat "$work/refserver.log"; exit 1; }
+
+bouncer=""
+if command -v pgbouncer >/dev/null && [ "${PGBOUNCER:-1}" = 1 ]; then
+  chmod 755 "$work"
+  cat > "$work/pgbouncer.ini" <<INI
+[databases]
+$DB = host=$PGHOST port=$PGPORT dbname=$DB user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCERPORT
+auth_type = any
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 60
+logfile = $work/pgbouncer.log
+pidfile = $work/pgbouncer.pid
+unix_socket_dir =
+INI
+  if [ "$(id -u)" = 0 ]; then
+    touch "$work/pgbouncer.log"; chown postgres "$work/pgbouncer.ini" "$work/pgbouncer.log" "$work"
+    runuser -u postgres -- pgbouncer -d "$work/pgbouncer.ini" && bouncer=1
+  else
+    pgbouncer -d "$work/pgbouncer.ini" && bouncer=1
+  fi
+  sleep 0.5
+else
+  echo "# pgbouncer not installed (or PGBOUNCER=0): the pgbouncer column is skipped"
+fi
+
+# bench runs pgbench and prints "tps p50_ms p99_ms" from its log.
+bench() { # $1 = port, $2 = user, $3 = password, $4 = workload, $5 = mode, $6 = clients, $7 = tag
+  local flags=() threads=$(( $6 < 2 ? 1 : 2 ))
+  [ "$4" = select ] && flags+=(-S)
+  rm -f "$work/$7".*
+  local out
+  out=$(cd "$work" && PGPASSWORD=$3 PGSSLMODE=disable timeout $((DURATION + 60)) pgbench -h 127.0.0.1 -p "$1" -U "$2" -n "${flags[@]}" \
+    -M "$5" -c "$6" -j "$threads" -T "$DURATION" -l --log-prefix="$7" "$DB" 2>&1) || true
+  local tps
+  tps=$(awk '/^tps = / { print $3; exit }' <<<"$out")
+  [ -n "$tps" ] || { echo "FAIL: pgbench $7: $out" >&2; echo "0 0 0"; return; }
+  cat "$work/$7".* | awk '{ print $3 }' | sort -n | awk -v tps="$tps" '
+    { v[NR] = $1 }
+    END {
+      i = int(NR * 0.5); if (i < 1) i = 1
+      j = int(NR * 0.99); if (j < 1) j = 1
+      printf "%s %.3f %.3f\n", tps, v[i] / 1000, v[j] / 1000
+    }'
+  rm -f "$work/$7".*
+}
+
+printf '%-8s %-9s %3s | %-28s | %-28s | %-28s | %-13s %-13s | %s\n' workload mode c "direct tps p50 p99 (ms)" "pgbouncer tps p50 p99" "sluice tps p50 p99" "sluice/direct" "sluice/bouncer" "sluice adds p50/p99 (ms)"
+for w in $WORKLOADS; do
+  for m in $MODES; do
+    for c in $CLIENTS_LIST; do
+      if [ "$c" -ge "$max_conn" ]; then echo "# skipping $c clients: max_connections is $max_conn"; continue; fi
+      read -r dt dp50 dp99 < <(bench "$PGPORT" postgres "" "$w" "$m" "$c" direct)
+      bt=0 bp50=0 bp99=0
+      [ -n "$bouncer" ] && read -r bt bp50 bp99 < <(bench "$BOUNCERPORT" postgres "" "$w" "$m" "$c" bouncer)
+      read -r st sp50 sp99 < <(bench "$GWPORT" bench "$token" "$w" "$m" "$c" sluice)
+      awk -v w="$w" -v m="$m" -v c="$c" -v dt="$dt" -v dp50="$dp50" -v dp99="$dp99" -v bt="$bt" -v bp50="$bp50" -v bp99="$bp99" \
+          -v st="$st" -v sp50="$sp50" -v sp99="$sp99" 'BEGIN {
+        rb = bt > 0 ? sprintf("%.3f", st / bt) : "-"
+        printf "%-8s %-9s %3s | %9.0f %8.3f %8.3f | %9.0f %8.3f %8.3f | %9.0f %8.3f %8.3f | %-13.3f %-13s | %.3f / %.3f\n",
+          w, m, c, dt, dp50, dp99, bt, bp50, bp99, st, sp50, sp99, (dt > 0 ? st / dt : 0), rb, sp50 - dp50, sp99 - dp99 }'
+    done
+  done
+done
+
+if [ "$SCAN" = 1 ]; then
+  # The 1 M-row scan: every row of pgbench_accounts (100,000 x SCALE rows),
+  # three times, directly and through sluice (masked by policy-matrix).
+  rows=$((100000 * SCALE))
+  echo "SELECT aid, bid, abalance, filler FROM pgbench_accounts;" > "$work/scan.sql"
+  scan() { # $1 = port, $2 = user, $3 = password -> seconds for 3 scans
+    local s e
+    s=$(date +%s.%N)
+    (cd "$work" && PGPASSWORD=$3 PGSSLMODE=disable timeout 600 pgbench -h 127.0.0.1 -p "$1" -U "$2" -n -f scan.sql -c 1 -t 3 "$DB" >/dev/null 2>&1)
+    e=$(date +%s.%N)
+    awk -v s="$s" -v e="$e" 'BEGIN { printf "%.3f", e - s }'
+  }
+  ds=$(scan "$PGPORT" postgres "")
+  ss=$(scan "$GWPORT" bench "$token")
+  hwm=$(awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$gwpid/status")
+  awk -v r="$rows" -v d="$ds" -v s="$ss" -v h="$hwm" 'BEGIN {
+    printf "scan %d rows x3: direct %.0f rows/s, sluice %.0f rows/s, sluice/direct %.3f, sluice peak RSS (VmHWM, whole run) %s MiB\n",
+      r, 3 * r / d, 3 * r / s, d / s, h }'
+fi
