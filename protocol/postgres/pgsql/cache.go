@@ -52,6 +52,14 @@ func (c *Classifier) Analyze(sql string, opts Options) *Result {
 		return Analyze(sql, opts)
 	}
 	key := cacheKey{scs: opts.StandardConformingStrings, bqOff: parserOptions(opts)&bqOffBit != 0, sql: sql}
+	// Texts that differ only in plain integer literals classify alike
+	// (the numbers' values never decide a statement's kind, tables,
+	// functions or effects), so they share one entry: the simple protocol
+	// sends every execution with its own literals.
+	norm, shared := normalizeNumbers(sql)
+	if shared {
+		key.sql = "\x00" + norm // no query text holds a NUL byte
+	}
 	c.mu.Lock()
 	if e, ok := c.entries[key]; ok {
 		c.order.MoveToFront(e)
@@ -62,6 +70,11 @@ func (c *Classifier) Analyze(sql string, opts Options) *Result {
 	c.mu.Unlock()
 
 	res := Analyze(sql, opts)
+	if shared && res.SQL != nil && res.SQL.ParseError != "" {
+		// A parse error's message may quote a literal: keep it to this
+		// text.
+		return res
+	}
 	c.mu.Lock()
 	if _, ok := c.entries[key]; !ok {
 		c.entries[key] = c.order.PushFront(&cacheEntry{key: key, res: res.clone()})
@@ -121,4 +134,60 @@ func cloneSQL(s *protocol.SQL) *protocol.SQL {
 		}
 	}
 	return &out
+}
+
+// normalizeNumbers replaces every plain integer literal of sql with 0 and
+// reports whether it did, for the cache key. It is deliberately narrow: a
+// text holding anything whose lexing depends on context or settings
+// (quotes of any kind, dollar signs, backslashes, comments, non-ASCII
+// bytes) is left alone, and a run of digits is a literal only when neither
+// neighbour could make it part of a larger token (a letter, digit, '_',
+// '.' or '$': identifiers like t1, decimals, exponents, hex-like 0x1F).
+// The normalized text is only a key; the text itself is what is parsed.
+func normalizeNumbers(sql string) (string, bool) {
+	changed := false
+	for i := 0; i < len(sql); i++ {
+		c := sql[i]
+		switch {
+		case c == '\'', c == '"', c == '$', c == '\\', c >= 0x80:
+			return "", false
+		case c == '-' && i+1 < len(sql) && sql[i+1] == '-', c == '/' && i+1 < len(sql) && sql[i+1] == '*':
+			return "", false
+		case isASCIIDigit(c) && !changed:
+			changed = true
+		}
+	}
+	if !changed {
+		return "", false
+	}
+	out := make([]byte, 0, len(sql))
+	changed = false
+	for i := 0; i < len(sql); {
+		c := sql[i]
+		if !isASCIIDigit(c) {
+			out = append(out, c)
+			i++
+			continue
+		}
+		j := i
+		for j < len(sql) && isASCIIDigit(sql[j]) {
+			j++
+		}
+		if (i > 0 && tokenByte(sql[i-1])) || (j < len(sql) && tokenByte(sql[j])) {
+			out = append(out, sql[i:j]...)
+		} else {
+			out = append(out, '0')
+			changed = true
+		}
+		i = j
+	}
+	return string(out), changed
+}
+
+func isASCIIDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// tokenByte reports whether c next to digits could make them part of an
+// identifier, a decimal or exponent, or a parameter.
+func tokenByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || isASCIIDigit(c) || c == '_' || c == '.' || c == '$'
 }

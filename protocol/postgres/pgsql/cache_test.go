@@ -80,3 +80,46 @@ func TestClassifierConcurrent(t *testing.T) {
 	wg.Wait()
 	assert.LessOrEqual(t, c.Len(), 16)
 }
+
+func TestNormalizeNumbers(t *testing.T) {
+	for _, tt := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"SELECT abalance FROM pgbench_accounts WHERE aid = 48213;", "SELECT abalance FROM pgbench_accounts WHERE aid = 0;", true},
+		{"UPDATE t1 SET v = v + 15 WHERE id IN (1, 22, 333)", "UPDATE t1 SET v = v + 0 WHERE id IN (0, 0, 0)", true},
+		{"select 1.5, 1e5, 0x1F, .5, a1, 1abc, x[3]", "select 1.5, 1e5, 0x1F, .5, a1, 1abc, x[0]", true},
+		{"select a from t", "", false},
+		{"select 1 where x = 'a'", "", false},
+		{"select $1 + 2", "", false},
+		{"select \"t1\".a, 2", "", false},
+		{"select 2 -- 3", "", false},
+		{"select /* 3 */ 2", "", false},
+		{"select e'\\x41', 2", "", false},
+		{"select 'é', 2", "", false},
+	} {
+		got, ok := normalizeNumbers(tt.in)
+		assert.Equal(t, tt.ok, ok, tt.in)
+		assert.Equal(t, tt.want, got, tt.in)
+	}
+}
+
+// TestClassifierSharesNumberLiterals: texts differing only in integer
+// literals share one cache entry and classify exactly as parsed afresh;
+// texts that differ in anything else do not share.
+func TestClassifierSharesNumberLiterals(t *testing.T) {
+	c := NewClassifier(16)
+	opts := DefaultOptions()
+	for i := range 50 {
+		sql := fmt.Sprintf("SELECT abalance FROM pgbench_accounts WHERE aid = %d", i*7919)
+		assert.Equal(t, Analyze(sql, opts), c.Analyze(sql, opts), sql)
+	}
+	assert.Equal(t, 1, c.Len())
+	for _, sql := range []string{
+		"DELETE FROM t WHERE id = 5", "DELETE FROM t WHERE id = 6", "DELETE FROM t", "SELECT pg_sleep(10)",
+		"SELECT 1 2", "SELECT 3 4",
+	} {
+		assert.Equal(t, Analyze(sql, opts), c.Analyze(sql, opts), sql)
+	}
+	assert.Equal(t, 4, c.Len(), "the two DELETEs with a WHERE share; parse errors are not shared")
+}
