@@ -21,7 +21,7 @@ func appendChained(b []byte, e *Entry, prev string) ([]byte, bool) {
 	if e.Identity != nil || e.Target != nil {
 		return b, false
 	}
-	if c := e.Command; c != nil && (c.HTTP != nil || c.K8s != nil || c.SSH != nil) {
+	if c := e.Command; c != nil && (c.HTTP != nil || c.MCP != nil || c.K8s != nil || c.SSH != nil) {
 		return b, false
 	}
 	if e.Result != nil && len(e.Result.MaskedBy) > 0 {

@@ -1,7 +1,9 @@
 package recording
 
 import (
+	"bytes"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -94,3 +96,31 @@ func BenchmarkEncodeResult(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestFastEncoderKnowsEveryCommandPart: a command with any protocol part
+// the fast encoder does not write itself is left to encoding/json, so no
+// part is dropped from a recording.
+func TestFastEncoderKnowsEveryCommandPart(t *testing.T) {
+	parts := map[string]*protocol.Command{
+		"http": {Protocol: "http", Kind: protocol.KindQuery, HTTP: &protocol.HTTP{Method: "GET", Path: "/x", Body: map[string]any{"a": 1.0}}},
+		"mcp":  {Protocol: "http", Kind: protocol.KindQuery, MCP: &protocol.MCP{Method: "tools/call", Tool: "run_query", Arguments: map[string]any{"query": "select 1"}}},
+		"k8s":  {Protocol: "kubernetes", Kind: protocol.KindQuery, K8s: &protocol.K8s{Verb: "get"}},
+		"ssh":  {Protocol: "ssh", Kind: protocol.KindQuery, SSH: &protocol.SSH{ChannelType: "session"}},
+	}
+	for name, c := range parts {
+		e := &Entry{Seq: 2, Session: "S", Type: TypeCommand, Command: c}
+		_, ok := appendChained(nil, e, ZeroHash)
+		assert.False(t, ok, "%s: left to encoding/json", name)
+		var out bytes.Buffer
+		require.NoError(t, NewEncoder(&out).Encode(e), name)
+		assert.Contains(t, out.String(), `"`+name+`":`, "%s: the part is in the recording", name)
+	}
+	// Every pointer part of Command is listed above: a new one must be
+	// added here and to appendChained's fallback.
+	typ := reflect.TypeFor[protocol.Command]()
+	for i := range typ.NumField() {
+		if f := typ.Field(i); f.Type.Kind() == reflect.Pointer && f.Name != "SQL" {
+			assert.Contains(t, parts, strings.ToLower(f.Name), "Command.%s is not covered", f.Name)
+		}
+	}
+}
