@@ -76,6 +76,12 @@ func (ipDetector) Name() string { return DetectIP }
 func (ipDetector) Find(b []byte, start int) (int, int, bool) {
 	i4, j4, ok4 := findIPv4(b, start)
 	i6, j6, ok6 := findIPv6(b, start)
+	return firstIP(i4, j4, ok4, i6, j6, ok6)
+}
+
+// firstIP picks between an IPv4 and an IPv6 match: the first, or at one
+// position the longer ("::ffff:192.0.2.128").
+func firstIP(i4, j4 int, ok4 bool, i6, j6 int, ok6 bool) (int, int, bool) {
 	if ok6 && (!ok4 || i6 < i4 || i6 == i4 && j6 > j4) {
 		return i6, j6, true
 	}
@@ -101,7 +107,7 @@ func findIPv4(b []byte, start int) (int, int, bool) {
 			continue // "1234.5", "v1.2.3.4", "1.2.3.4.5"
 		}
 		if e, ok := ipv4At(b, s); ok {
-			if e < len(b) && (isAlnum(b[e]) || b[e] == '.' && e+1 < len(b) && isDigit(b[e+1])) {
+			if !ipv4Ends(b, e) {
 				pos = e
 				continue
 			}
@@ -109,6 +115,25 @@ func findIPv4(b []byte, start int) (int, int, bool) {
 		}
 	}
 	return 0, 0, false
+}
+
+// ipv4Run is findIPv4's test from the digit run b[s:e] rather than the
+// dot after it: an address starts at a run of at most three digits
+// followed by a dot, with no letter, digit or dot before it.
+func ipv4Run(b []byte, s, e int) (int, bool) {
+	if e-s > 3 || e >= len(b) || b[e] != '.' || s > 0 && (isAlnum(b[s-1]) || b[s-1] == '.') {
+		return 0, false
+	}
+	if e, ok := ipv4At(b, s); ok && ipv4Ends(b, e) {
+		return e, true
+	}
+	return 0, false
+}
+
+// ipv4Ends reports whether an address ends at e: no letter or digit
+// follows, nor a dot and a digit ("1.2.3.4.5").
+func ipv4Ends(b []byte, e int) bool {
+	return !(e < len(b) && (isAlnum(b[e]) || b[e] == '.' && e+1 < len(b) && isDigit(b[e+1])))
 }
 
 // ipv4At parses four dotted octets at s and returns their end.

@@ -1,79 +1,355 @@
 package masking
 
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
 // Detectors for numbers: payment cards, US SSNs, phone numbers, IBANs.
 //
 // Each has a Find for the Detector interface and a run form the Masker
-// uses: the maximal digit runs of a value are found once (digitRuns) and
-// shared, and every candidate of these detectors starts at or just before
-// one of them.
+// uses: one pass over the maximal digit runs of a value (numberPass)
+// tries the candidates of all of them, and of IPv4 addresses, each of
+// which starts at or just before a run.
 
-// digitRun is a maximal run of ASCII digits, b[s:e].
-type digitRun struct{ s, e int }
-
-// digitRuns appends the digit runs of b to out, up to cap(out); ok is false
-// when there are more.
-func digitRuns(b []byte, out []digitRun) ([]digitRun, bool) {
-	for p := 0; p < len(b); {
-		for p < len(b) && !isDigit(b[p]) {
-			p++
-		}
-		if p == len(b) {
-			break
-		}
-		s := p
-		p = skipDigits(b, p)
-		if len(out) == cap(out) {
-			return out, false
-		}
-		out = append(out, digitRun{s, p})
-	}
-	return out, true
+// digitMask8 returns a bit mask of the ASCII digits among the eight bytes
+// of w, bit k for byte k (little-endian). Each byte's low seven bits are
+// added to constants that carry into its high bit exactly when they are
+// at least '0' and at least '9'+1; no byte carries into the next.
+func digitMask8(w uint64) uint64 {
+	const (
+		lo7 = 0x7f7f7f7f7f7f7f7f
+		hi  = 0x8080808080808080
+	)
+	x := w & lo7
+	ge0 := x + 0x5050505050505050 // 0x80 - '0'
+	gt9 := x + 0x4646464646464646 // 0x80 - '9' - 1
+	d := ge0 &^ gt9 &^ w & hi
+	// Gather the high bits into the top byte (each lands at 56 + k, and
+	// no two partial products meet).
+	return (d >> 7) * 0x0102040810204080 >> 56
 }
 
-// Which run form a detector has (detRule.runs).
+// numberRules are the Masker rules of the detectors in a numberPass, or
+// -1; ipv4 is the IP detector's rule when its matches in the value can
+// only be IPv4 addresses.
+type numberRules struct {
+	card, ssn, phone, iban, ipv4 int
+}
+
+// digitRun is a maximal run of ASCII digits, b[s:e].
+type digitRun struct{ s, e int32 }
+
+// maxRuns is how many digit runs digitRuns collects at a time.
+const maxRuns = 32
+
+// digitRuns stores in runs the maximal digit runs of b that start at p or
+// later (p not inside a run), up to maxRuns of them; it returns how many,
+// and where to go on (len(b) when it found all).
+//
+// It takes b 64 bytes at a time as a bit mask of its digits (digitMask8,
+// eight bytes at a time), and the starts and ends of the runs from the
+// mask with shifts: branches on the bytes, mispredicted at every run
+// boundary, would cost more than the whole scan.
+func digitRuns(b []byte, p int, runs *[maxRuns]digitRun) (n, next int) {
+	open := -1 // the start of a run that goes on past the chunk
+	for base := p; base < len(b); base += 64 {
+		var m uint64 // bit k: b[base+k] is a digit
+		for k := 0; k < 64 && base+k < len(b); k += 8 {
+			m |= digitMask8(wordAt(b, base+k)) << k
+		}
+		starts := m &^ (m << 1)
+		ends := m &^ (m >> 1) // the last digit of each run
+		if m>>63 != 0 && base+64 < len(b) && isDigit(b[base+64]) {
+			ends &^= 1 << 63 // the last run goes on in the next chunk
+		}
+		if open >= 0 {
+			starts &^= 1 // bit 0 goes on the open run
+			if ends == 0 {
+				continue // the whole chunk is digits
+			}
+			e := base + bits.TrailingZeros64(ends) + 1
+			ends &= ends - 1
+			runs[n] = digitRun{int32(open), int32(e)}
+			if n++; n == maxRuns {
+				return n, e
+			}
+			open = -1
+		}
+		for starts != 0 {
+			s := base + bits.TrailingZeros64(starts)
+			starts &= starts - 1
+			if ends == 0 {
+				open = s
+				break
+			}
+			e := base + bits.TrailingZeros64(ends) + 1
+			ends &= ends - 1
+			runs[n] = digitRun{int32(s), int32(e)}
+			if n++; n == maxRuns {
+				return n, e
+			}
+		}
+	}
+	return n, len(b)
+}
+
+// wordAt returns the eight bytes of b from i, little-endian, with zeros
+// past the end of b.
+func wordAt(b []byte, i int) uint64 {
+	switch {
+	case len(b)-i >= 8:
+		return binary.LittleEndian.Uint64(b[i:])
+	case i >= len(b):
+		return 0
+	case len(b) >= 8:
+		return binary.LittleEndian.Uint64(b[len(b)-8:]) >> (8 * (8 - (len(b) - i)) & 63)
+	}
+	var w uint64
+	for k, x := range b[i:] {
+		w |= uint64(x) << (8 * k & 63)
+	}
+	return w
+}
+
+// Gates of a digit run: the candidates it may start.
 const (
-	runNone = iota
-	runCard
-	runSSN
-	runPhone
-	runIBAN
+	gateCard      = 1 << iota // a card number at the run
+	gateSSN                   // an SSN at the run
+	gatePhoneSign             // a phone number at the '+' or '(' before the run
+	gatePhone                 // a phone number at the run
+	gateIBAN                  // an IBAN at the two capitals before the run
+	gateIPv4                  // an IPv4 address at the run
 )
 
-// findInRuns is Find for the detectors with a run form, over the value's
-// digit runs.
-func findInRuns(kind int, b []byte, start int, runs []digitRun) (int, int, bool) {
-	for _, r := range runs {
-		switch kind {
-		case runCard:
-			if r.s >= start {
-				if j, ok := cardAt(b, r.s); ok {
-					return r.s, j, true
-				}
-			}
-		case runSSN:
-			if r.s >= start && r.s+11 <= len(b) && ssnAt(b, r.s) {
-				return r.s, r.s + 11, true
-			}
-		case runIBAN:
-			if r.s >= start {
-				if q, j, ok := ibanRun(b, start, r.s); ok {
-					return q, j, true
-				}
-			}
-		case runPhone:
-			if p := r.s - 1; p >= start && (b[p] == '+' || b[p] == '(') {
-				if j, ok := phoneAt(b, p); ok {
-					return p, j, true
-				}
-			}
-			if r.s >= start {
-				if j, ok := phoneAt(b, r.s); ok {
-					return r.s, j, true
+// around returns the two bytes before b[s:e] and the two after it, or 0
+// where there are none.
+func around(b []byte, s, e int) (prev2, prev, next, next2 byte) {
+	if s >= 2 {
+		prev2, prev = b[s-2], b[s-1]
+	} else if s == 1 {
+		prev = b[0]
+	}
+	if e+1 < len(b) {
+		next, next2 = b[e], b[e+1]
+	} else if e < len(b) {
+		next = b[e]
+	}
+	return
+}
+
+// gatesAt returns the gates of a run of n digits starting with first,
+// with prev2 and prev before it and next and next2 after it: a lookup in
+// gateTable by their classes, which costs a few loads rather than the
+// branches gatesOf takes (mispredicted often: the runs of a value differ
+// from one to the next). The index is a sum of terms loaded at once,
+// rather than a chain of multiplications (gateIndex).
+func gatesAt(first byte, n int, prev2, prev, next, next2 byte) uint8 {
+	t := &gateTerms
+	return gateTable[int(t.prev[prev])+int(t.prev2[prev2])+int(t.len[min(n, len(t.len)-1)])+
+		int(t.first[first-'0'])+int(t.next[next])+int(t.next2[next2])]
+}
+
+// gateTerms are the classes of gatesAt multiplied out: gateIndex of one
+// class, the others zero.
+var gateTerms = func() (t struct {
+	prev, prev2, next, next2 [256]uint16
+	len                      [21]uint16
+	first                    [10]uint16
+}) {
+	for c := range 256 {
+		t.prev[c] = uint16(gateIndex(prevClass[c], 0, 0, 0, 0, 0))
+		t.prev2[c] = uint16(gateIndex(0, prev2Class[c], 0, 0, 0, 0))
+		t.next[c] = uint16(gateIndex(0, 0, 0, 0, nextClass[c], 0))
+		t.next2[c] = uint16(gateIndex(0, 0, 0, 0, 0, next2Class[c]))
+	}
+	for n, k := range lenClass {
+		t.len[n] = uint16(gateIndex(0, 0, k, 0, 0, 0))
+	}
+	for d, k := range firstClass {
+		t.first[d] = uint16(gateIndex(0, 0, 0, k, 0, 0))
+	}
+	return
+}()
+
+// Classes of the bytes around a digit run (gatesAt). prev is the byte
+// before the run, prev2 the one before it; next and next2 follow the run.
+const (
+	pOther   = iota // none, a space, punctuation
+	pLower          // a lower-case letter
+	pUpper          // a capital
+	pPlus           // '+'
+	pParen          // '('
+	pDotDash        // '.' or '-'
+	numP
+)
+
+const (
+	p2Other = iota // prev2 is none or something else
+	p2Digit
+	p2Upper
+	numP2
+)
+
+const (
+	xDot   = iota // next is '.'
+	xSep          // ' ' or '-'
+	xOther        // anything else, or none
+)
+
+const (
+	dNone = iota // next2 is not a digit, or none
+	d01          // '0' or '1'
+	d29          // '2' to '9'
+)
+
+// Length classes: 1, 2, 3, 4-6, 7-8, 9-12, 13-19, 20 and more digits.
+var lenClass = [21]uint8{0, 0, 1, 2, 3, 3, 3, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 7}
+
+// First-digit classes: '0', '1', '2', '3'-'6' ('2'-'6' are card issuers'),
+// '7'-'9'.
+var firstClass = [10]uint8{0, 1, 2, 3, 3, 3, 3, 4, 4, 4}
+
+var prevClass, prev2Class, nextClass, next2Class = func() (p, p2, x, d [256]uint8) {
+	for c := range 256 {
+		p[c], x[c] = pOther, xOther
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		p[c] = pLower
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		p[c], p2[c] = pUpper, p2Upper
+	}
+	p['+'], p['('], p['.'], p['-'] = pPlus, pParen, pDotDash, pDotDash
+	for c := '0'; c <= '9'; c++ {
+		p2[c], d[c] = p2Digit, d29
+	}
+	d['0'], d['1'] = d01, d01
+	x['.'], x[' '], x['-'] = xDot, xSep, xSep
+	return
+}()
+
+func gateIndex(p, p2, n, f, x, d uint8) int {
+	return ((((int(p)*numP2+int(p2))*8+int(n))*5+int(f))*3+int(x))*3 + int(d)
+}
+
+var gateTable = func() (t [numP * numP2 * 8 * 5 * 3 * 3]uint8) {
+	for p := range uint8(numP) {
+		for p2 := range uint8(numP2) {
+			for n := range uint8(8) {
+				for f := range uint8(5) {
+					for x := range uint8(3) {
+						for d := range uint8(3) {
+							t[gateIndex(p, p2, n, f, x, d)] = gatesOf(p, p2, n, f, x, d)
+						}
+					}
 				}
 			}
 		}
 	}
-	return 0, 0, false
+	return
+}()
+
+// gatesOf returns the gates of a digit run with the given classes around
+// it. Each gate repeats the first tests of its validator (cardAt, ssnAt,
+// phoneAt, ibanRun, ipv4Run), so that a run it stops would fail the
+// validator; most runs pass none.
+func gatesOf(p, p2, n, f, x, d uint8) uint8 {
+	var g uint8
+	// Up to three digits (three only from "0", "1" or "2": at most 255),
+	// a dot and a digit.
+	if (n <= 1 || n == 2 && f <= 2) && x == xDot && d != dNone {
+		g |= gateIPv4
+	}
+	if p == pDotDash && p2 == p2Digit {
+		return g // no card, SSN, phone number or IBAN continues a number
+	}
+	free := p != pLower && p != pUpper // no letter before
+	if free && (f == 2 || f == 3) && (n == 6 || (n == 2 || n == 3) && x == xSep && d != dNone) {
+		g |= gateCard // an issuer's digit; 13 to 19 digits, or groups of 3 to 6
+	}
+	if free && p != pPlus {
+		nanp := n == 2 && f >= 2 && x != xOther && d == d29 // "NXX-NXX"
+		one := n == 0 && f == 1 && x != xOther              // "1-NXX"
+		trunk := f == 0 && n >= 1 && n <= 4 && x == xSep && d != dNone
+		if nanp || one || trunk { // "0N NN..."
+			g |= gatePhone
+		}
+	}
+	if n == 2 && x == xSep && d != dNone {
+		g |= gateSSN // "AAA-GG"; the caller checks the length
+	}
+	if p == pPlus && f != 0 || p == pParen && n == 2 && f >= 2 {
+		g |= gatePhoneSign // "+CC", "(NXX"
+	}
+	if p == pUpper && p2 == p2Upper && n >= 1 {
+		g |= gateIBAN // "CC" and two check digits
+	}
+	return g
+}
+
+// numberPass appends the matches in b of the detectors with a rule in
+// rules, trying the candidates at each digit run in one pass over the
+// runs. Each detector's matches are those of repeated calls to its Find
+// from 0 and from the end of its last match (card, ssn, ...: where its
+// next match may start).
+func numberPass(b []byte, rules numberRules, out []span) []span {
+	const off = 1 << 62 // where the next match of a detector not in the pass may start
+	nextOf := func(rule int) int {
+		if rule < 0 {
+			return off
+		}
+		return 0
+	}
+	card, ssn, phone, iban, ipv4 := nextOf(rules.card), nextOf(rules.ssn), nextOf(rules.phone), nextOf(rules.iban), nextOf(rules.ipv4)
+	var runs [maxRuns]digitRun
+	for p := 0; p < len(b); {
+		var nr int
+		nr, p = digitRuns(b, p, &runs)
+		for _, r := range runs[:nr] {
+			s, e := int(r.s), int(r.e)
+			prev2, prev, next, next2 := around(b, s, e)
+			g := gatesAt(b[s], e-s, prev2, prev, next, next2)
+			if g == 0 {
+				continue
+			}
+			if g&gateCard != 0 && s >= card {
+				if j, ok := cardAt(b, s); ok {
+					out = append(out, span{s, j, rules.card})
+					card = j
+				}
+			}
+			if g&gateSSN != 0 && s >= ssn && s+11 <= len(b) && ssnAt(b, s) {
+				out = append(out, span{s, s + 11, rules.ssn})
+				ssn = s + 11
+			}
+			if g&gatePhoneSign != 0 && s-1 >= phone {
+				if j, ok := phoneAt(b, s-1); ok {
+					out = append(out, span{s - 1, j, rules.phone})
+					phone = j
+				}
+			}
+			if g&gatePhone != 0 && s >= phone {
+				if j, ok := phoneAt(b, s); ok {
+					out = append(out, span{s, j, rules.phone})
+					phone = j
+				}
+			}
+			if g&gateIBAN != 0 && s-2 >= iban {
+				if q, j, ok := ibanRun(b, iban, s); ok {
+					out = append(out, span{q, j, rules.iban})
+					iban = j
+				}
+			}
+			if g&gateIPv4 != 0 && s >= ipv4 {
+				if j, ok := ipv4Run(b, s, e); ok {
+					out = append(out, span{s, j, rules.ipv4})
+					ipv4 = j
+				}
+			}
+		}
+	}
+	return out
 }
 
 // cardDetector finds payment card numbers: 13 to 19 digits, bare or in

@@ -55,13 +55,18 @@ type jwtDetector struct{}
 func (jwtDetector) Name() string { return DetectJWT }
 
 func (jwtDetector) Find(b []byte, start int) (int, int, bool) {
-	for pos := start; pos < len(b); {
-		k := bytes.Index(b[pos:], []byte("eyJ"))
+	for pos := start; pos+3 <= len(b); {
+		// Look for the 'J' of "eyJ": 'e' is too common in text to
+		// search for.
+		k := bytes.IndexByte(b[pos+2:], 'J')
 		if k < 0 {
 			break
 		}
 		i := pos + k
 		pos = i + 1
+		if b[i] != 'e' || b[i+1] != 'y' {
+			continue
+		}
 		if i > 0 && (ctype[b[i-1]]&cURL64 != 0 || b[i-1] == '.') {
 			continue
 		}
@@ -174,17 +179,12 @@ func (secretDetector) Find(b []byte, start int) (int, int, bool) {
 	for p > 0 && p < len(b) && ctype[b[p-1]]&cToken != 0 && ctype[b[p]]&cToken != 0 {
 		p++ // a token that began before start is not ours
 	}
-	for p < len(b) {
-		for p < len(b) && ctype[b[p]]&cToken == 0 {
-			p++
+	for {
+		s, e, ok := nextTokenRun(b, p, minSecret)
+		if !ok {
+			return 0, 0, false
 		}
-		s := p
-		for p < len(b) && ctype[b[p]]&cToken != 0 {
-			p++
-		}
-		if p-s < minSecret {
-			continue
-		}
+		p = e
 		i, j := s, p
 		for i < j && isTokenPunct(b[i]) {
 			i++
@@ -201,6 +201,33 @@ func (secretDetector) Find(b []byte, start int) (int, int, bool) {
 			}
 		}
 		return i, j, true
+	}
+}
+
+// nextTokenRun returns the first maximal run b[s:e] of at least n token
+// bytes with s >= p; b[p-1], if any, must not be a token byte continuing
+// into b[p]. It looks at every n-th byte only: a run of n covers one of
+// them, and around a token byte it measures the run that holds it, then
+// jumps n past its end. Prose, whose words are short, costs a few looks
+// per n bytes.
+func nextTokenRun(b []byte, p, n int) (s, e int, ok bool) {
+	lo := p // no run begins before lo
+	for q := p + n - 1; q < len(b); {
+		if ctype[b[q]]&cToken == 0 {
+			lo, q = q+1, q+n
+			continue
+		}
+		s, e = q, q+1
+		for s > lo && ctype[b[s-1]]&cToken != 0 {
+			s--
+		}
+		for e < len(b) && ctype[b[e]]&cToken != 0 {
+			e++
+		}
+		if e-s >= n {
+			return s, e, true
+		}
+		lo, q = e+1, e+n
 	}
 	return 0, 0, false
 }

@@ -1,6 +1,7 @@
 package masking
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
 	"slices"
@@ -110,17 +111,43 @@ func (d *regexpDetector) Find(b []byte, start int) (int, int, bool) {
 	return 0, 0, false
 }
 
-// textStats is a one-pass census of a value that lets a built-in detector
-// rule itself out before it scans: a card needs 13 digits, an email an
-// '@', a generic secret a run of 20 token bytes.
-type textStats struct {
-	n                                  int
-	digit, upper, at, dot, colon, dash int
-	maxRun                             int // longest run of secret token bytes
+// Built-in detector ids: the bits of a candSet.
+const (
+	idEmail = iota
+	idCard
+	idSSN
+	idPhone
+	idIBAN
+	idIP
+	idAWSKey
+	idJWT
+	idPrivateKey
+	idSecret
+	numBuiltins
+)
+
+var builtinIDs = map[string]int{
+	DetectEmail: idEmail, DetectCard: idCard, DetectSSN: idSSN, DetectPhone: idPhone,
+	DetectIBAN: idIBAN, DetectIP: idIP, DetectAWSKey: idAWSKey, DetectJWT: idJWT,
+	DetectPrivateKey: idPrivateKey, DetectSecret: idSecret,
 }
 
+// A candSet is a set of built-in detectors (bit 1<<id), and of the halves
+// of the IP detector (candIPv4, candIPv6).
+type candSet uint32
+
+const (
+	candIPv4 candSet = 1 << (numBuiltins + iota)
+	candIPv6
+	candDetectors = 1<<numBuiltins - 1
+)
+
+// numberIDs are the detectors whose candidates start at a digit run.
+const numberIDs = candSet(1<<idCard | 1<<idSSN | 1<<idPhone | 1<<idIBAN | 1<<idIP)
+
 // statBits packs, per byte, a one in the census field of its class: six
-// 10-bit fields summed in one register (flushed before they overflow).
+// 10-bit fields (digits, capitals, '@', '.', ':', '-') summed in one
+// register, flushed before they overflow.
 var statBits = func() (t [256]uint64) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = 1 << 0
@@ -132,86 +159,98 @@ var statBits = func() (t [256]uint64) {
 	return t
 }()
 
-var tokenBit = func() (t [256]int) {
-	for c := range t {
-		if ctype[c]&cToken != 0 {
-			t[c] = 1
-		}
-	}
-	return t
-}()
-
-func (s *textStats) scan(b []byte) {
-	*s = textStats{n: len(b)}
-	last, maxRun := -1, 0 // last: index of the last non-token byte
-	for base := 0; base < len(b); base += 1023 {
-		var acc uint64
-		for i, c := range b[base:min(len(b), base+1023)] {
-			acc += statBits[c]
-			if tokenBit[c] == 0 {
-				last = base + i
-			}
-			maxRun = max(maxRun, base+i-last)
-		}
+// census returns the built-in detectors that may match in b, from a count
+// of its digits, capitals, '@', '.', ':' and '-' taken in one pass (one
+// table load and one add per byte): a card needs 13 digits, an email an
+// '@' and a '.', an IP address three dots or two colons. Each condition
+// holds for every match of its detector (the shortest are "a@b.cd", 13
+// card digits, "AAA-GG-SSSS", "+12345678", a 15-character IBAN, "1.2.3.4"
+// or "::1", 20-byte keys and secrets), except that JWTs and PEM blocks are
+// looked for only in values of 20 bytes or more: a shorter one is a
+// fragment.
+func census(b []byte) candSet {
+	var digit, upper, at, dot, colon, dash int
+	for rest := b; ; {
+		k := min(len(rest), 1023)
+		acc := statSum(rest[:k])
 		const f = 1<<10 - 1
-		s.digit += int(acc & f)
-		s.upper += int(acc >> 10 & f)
-		s.at += int(acc >> 20 & f)
-		s.dot += int(acc >> 30 & f)
-		s.colon += int(acc >> 40 & f)
-		s.dash += int(acc >> 50 & f)
+		digit += int(acc & f)
+		upper += int(acc >> 10 & f)
+		at += int(acc >> 20 & f)
+		dot += int(acc >> 30 & f)
+		colon += int(acc >> 40 & f)
+		dash += int(acc >> 50 & f)
+		if k == len(rest) {
+			break
+		}
+		rest = rest[k:]
 	}
-	s.maxRun = maxRun
-}
-
-// need is what a value must have for a detector to match in it: at least
-// n bytes, a token run of maxRun bytes, and of digits, capitals, '@', '.',
-// ':' and '-' as many as given.
-type need textStats
-
-// pack puts the eight counts, capped at 127, in the bytes of a word, so
-// that a need is checked against a value in three operations (met).
-func (s *textStats) pack() uint64 {
-	var w uint64
-	for i, v := range [8]int{s.n, s.maxRun, s.digit, s.upper, s.at, s.dot, s.colon, s.dash} {
-		w |= uint64(min(v, 127)) << (8 * i)
+	var c candSet
+	n := len(b)
+	if n >= 5 && at >= 1 && dot >= 1 {
+		c |= 1 << idEmail
 	}
-	return w
-}
-
-// met reports whether every byte of have is at least the byte of want
-// (both packed): with the high bits set in have, no byte subtraction
-// borrows into the next, and a byte keeps its high bit exactly when it
-// did not go below zero.
-func met(have, want uint64) bool {
-	const hi = 0x8080808080808080
-	return ((have|hi)-want)&hi == hi
-}
-
-// prefilters are the built-in detectors' prefilters: a value must meet
-// one of the needs (a detector without an entry always scans).
-var prefilters = map[string][]uint64{}
-
-func init() {
-	for name, needs := range prefilterNeeds {
-		for _, nd := range needs {
-			ts := textStats(nd)
-			prefilters[name] = append(prefilters[name], ts.pack())
+	if digit >= 8 {
+		if digit >= 13 {
+			c |= 1 << idCard
+		}
+		if n >= 11 && digit >= 9 {
+			c |= 1 << idSSN
+		}
+		if n >= 9 {
+			c |= 1 << idPhone
 		}
 	}
+	if n >= 15 && upper >= 2 && digit >= 2 {
+		c |= 1 << idIBAN
+	}
+	if n >= 7 && dot >= 3 && digit >= 4 {
+		c |= 1<<idIP | candIPv4
+	}
+	// Eight groups take seven colons, six and an IPv4 address six; fewer
+	// need a "::". Clocks ("10:30:00") have two or three.
+	if colon >= 6 || colon >= 2 && bytes.Contains(b, doubleColon) {
+		c |= 1<<idIP | candIPv6
+	}
+	if n >= 20 {
+		c |= 1 << idSecret
+		if upper >= 4 {
+			c |= 1 << idAWSKey
+		}
+		if dot >= 2 {
+			c |= 1 << idJWT
+		}
+		if dash >= 5 {
+			c |= 1 << idPrivateKey
+		}
+	}
+	return c
 }
 
-var prefilterNeeds = map[string][]need{
-	DetectEmail:      {{n: 5, at: 1, dot: 1}},
-	DetectCard:       {{n: 13, digit: 13}},
-	DetectSSN:        {{n: 11, digit: 9}},
-	DetectPhone:      {{n: 9, digit: 8}},
-	DetectIBAN:       {{n: 15, upper: 2, digit: 2}},
-	DetectIP:         {{n: 7, dot: 3, digit: 4}, {n: 3, colon: 2}},
-	DetectAWSKey:     {{n: 20, maxRun: 20, upper: 4}},
-	DetectJWT:        {{n: 20, maxRun: 10, dot: 2}},
-	DetectPrivateKey: {{n: 20, dash: 5}},
-	DetectSecret:     {{n: minSecret, maxRun: minSecret}},
+var doubleColon = []byte("::")
+
+// statSum sums statBits over c, at most 1023 bytes.
+func statSum(c []byte) uint64 {
+	var a0, a1 uint64
+	for len(c) >= 8 {
+		a0 += statBits[c[0]] + statBits[c[1]] + statBits[c[2]] + statBits[c[3]]
+		a1 += statBits[c[4]] + statBits[c[5]] + statBits[c[6]] + statBits[c[7]]
+		c = c[8:]
+	}
+	if len(c) >= 4 {
+		a0 += statBits[c[0]] + statBits[c[1]]
+		a1 += statBits[c[2]] + statBits[c[3]]
+		c = c[4:]
+	}
+	if len(c) >= 2 {
+		a0 += statBits[c[0]]
+		a1 += statBits[c[1]]
+		c = c[2:]
+	}
+	if len(c) == 1 {
+		a0 += statBits[c[0]]
+	}
+	return a0 + a1
 }
 
 // Byte classes for the hand-written scanners.

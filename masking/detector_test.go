@@ -3,6 +3,7 @@ package masking
 import (
 	"encoding/base64"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -229,35 +230,138 @@ func TestBuiltinNames(t *testing.T) {
 	}
 }
 
-// TestRunFormsAgree checks that the digit-run forms the Masker uses find
-// exactly what the detectors' Find methods find.
+// TestRunFormsAgree checks that the masker's pass over digit runs
+// (numberPass) finds exactly what the number detectors' Find methods
+// find, each detector alone and all together. Its inputs hold bytes that
+// are digits but for the high bit, and runs that meet the eight-byte
+// words numberPass reads.
 func TestRunFormsAgree(t *testing.T) {
 	g := newGen(5)
 	pieces := []func() string{g.card, g.ssn, g.phone, g.iban, g.harmless, g.harmless,
-		func() string { return g.pick("+", "(", ")", "-", ".", " ", "x", "0", "1 ", "+1", "(0)", "-1") }}
-	for n := range 5000 {
+		func() string { return g.pick("+", "(", ")", "-", ".", " ", "x", "0", "1 ", "+1", "(0)", "-1") },
+		g.ip, func() string { return g.pick("1.2.3.4", "256.1.1.1", "01.002.3.4", "v1.2.3.4", ".", "1.2.3.4.5", "a") },
+		func() string { return g.pick("\xb0\xb1\xb2", "\xb9", "é", "7\xb8", "12345678", "1234567") }}
+	maskers := []*Masker{mustCompile(t, DetectCard, DetectSSN, DetectPhone, DetectIBAN, DetectIP)}
+	for _, n := range []string{DetectCard, DetectSSN, DetectPhone, DetectIBAN, DetectIP} {
+		maskers = append(maskers, mustCompile(t, n))
+	}
+	for range 5000 {
 		var b strings.Builder
 		for range 1 + g.r.IntN(8) {
 			b.WriteString(pieces[g.r.IntN(len(pieces))]())
 			b.WriteString(g.pick("", " ", "-", ",", "\n"))
 		}
 		s := []byte(b.String())
-		var buf [4]digitRun
-		runs, ok := digitRuns(s, buf[:0])
-		if !ok {
-			runs, _ = digitRuns(s, make([]digitRun, 0, len(s)))
+		for _, m := range maskers {
+			checkFindSpans(t, m, s)
 		}
-		for _, c := range []struct {
-			kind int
-			d    Detector
-		}{{runCard, cardDetector{}}, {runSSN, ssnDetector{}}, {runPhone, phoneDetector{}}, {runIBAN, ibanDetector{}}} {
-			for pos := 0; pos <= len(s); pos++ {
-				i1, j1, ok1 := c.d.Find(s, pos)
-				i2, j2, ok2 := findInRuns(c.kind, s, pos, runs)
-				if ok1 != ok2 || ok1 && (i1 != i2 || j1 != j2) {
-					t.Fatalf("case %d %s from %d in %q: Find (%d,%d,%v), runs (%d,%d,%v)", n, c.d.Name(), pos, s, i1, j1, ok1, i2, j2, ok2)
-				}
+	}
+}
+
+// runGates returns the gates the digit run b[s:e] passes, as numberPass
+// looks them up.
+func runGates(b []byte, s, e int) uint8 {
+	prev2, prev, next, next2 := around(b, s, e)
+	return gatesAt(b[s], e-s, prev2, prev, next, next2)
+}
+
+// refGates is runGates written out over bytes: the gates of the digit
+// run b[s:e].
+func refGates(b []byte, s, e int) uint8 {
+	at := func(i int) byte {
+		if i < 0 || i >= len(b) {
+			return 0
+		}
+		return b[i]
+	}
+	n, first, prev, prev2, next, next2 := e-s, b[s], at(s-1), at(s-2), at(e), at(e+1)
+	var g uint8
+	if (n <= 2 || n == 3 && first <= '2') && next == '.' && isDigit(next2) {
+		g |= gateIPv4
+	}
+	if (prev == '.' || prev == '-') && isDigit(prev2) {
+		return g
+	}
+	sep := next == ' ' || next == '-'
+	if !isAlnum(prev) {
+		if first >= '2' && first <= '6' && (n >= 13 && n <= 19 || n >= 3 && n <= 6 && sep && isDigit(next2)) {
+			g |= gateCard
+		}
+		if prev != '+' && (n == 3 && first >= '2' && (sep || next == '.') && next2 >= '2' && next2 <= '9' ||
+			n == 1 && first == '1' && (sep || next == '.') ||
+			first == '0' && n >= 2 && n <= 8 && sep && isDigit(next2)) {
+			g |= gatePhone
+		}
+	}
+	if n == 3 && sep && isDigit(next2) {
+		g |= gateSSN
+	}
+	if prev == '+' && first != '0' || prev == '(' && n == 3 && first >= '2' {
+		g |= gatePhoneSign
+	}
+	if isUpper(prev) && isUpper(prev2) && n >= 2 {
+		g |= gateIBAN
+	}
+	return g
+}
+
+// TestRunGates checks the table lookup of runGates against refGates on
+// every digit run of random text.
+func TestRunGates(t *testing.T) {
+	g := newGen(11)
+	for range 20000 {
+		b := []byte(g.chars("0123456789012345 .-+(AZaz/", 1+g.r.IntN(40)))
+		for s := 0; s < len(b); s++ {
+			if !isDigit(b[s]) || s > 0 && isDigit(b[s-1]) {
+				continue
 			}
+			e := skipDigits(b, s)
+			if got, want := runGates(b, s, e), refGates(b, s, e); got != want {
+				t.Fatalf("%q run %d:%d: gates %06b, want %06b", b, s, e, got, want)
+			}
+		}
+	}
+}
+
+// TestDigitRuns checks the chunked run collector against a byte-by-byte
+// scan: runs across 64-byte chunks, chunks of digits only, and more runs
+// than one call collects.
+func TestDigitRuns(t *testing.T) {
+	g := newGen(13)
+	naive := func(b []byte) []digitRun {
+		var out []digitRun
+		for p := 0; p < len(b); {
+			if !isDigit(b[p]) {
+				p++
+				continue
+			}
+			e := skipDigits(b, p)
+			out = append(out, digitRun{int32(p), int32(e)})
+			p = e
+		}
+		return out
+	}
+	for range 5000 {
+		var b []byte
+		for range g.r.IntN(12) {
+			switch g.r.IntN(4) {
+			case 0:
+				b = append(b, g.digits(1+g.r.IntN(150))...)
+			case 1:
+				b = append(b, g.chars("0123456789 a.\xb0\xb9\xff", 1+g.r.IntN(70))...)
+			default:
+				b = append(b, g.chars("ab /.-", 1+g.r.IntN(64))...)
+			}
+		}
+		var got []digitRun
+		var runs [maxRuns]digitRun
+		for p := 0; p < len(b); {
+			var n int
+			n, p = digitRuns(b, p, &runs)
+			got = append(got, runs[:n]...)
+		}
+		if want := naive(b); !slices.Equal(got, want) {
+			t.Fatalf("in %q:\ngot  %v\nwant %v", b, got, want)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -59,6 +60,10 @@ type Masker struct {
 	cols    []colRule
 	paths   []pathRule
 
+	builtin candSet          // the built-in detectors among dets
+	ruleOf  [numBuiltins]int // a built-in's index in dets
+	custom  []int            // the indexes of custom detectors in dets
+
 	token     []byte // redaction token for text
 	jsonToken []byte // the same, as a JSON string
 	macs      *sync.Pool
@@ -80,11 +85,7 @@ type detRule struct {
 	d     Detector
 	entry string
 	strat Strategy
-	pre   []uint64 // a built-in's prefilter: packed needs, one must be met
-	runs  int      // a built-in's run form (runCard, ...), or runNone
 }
-
-var runForms = map[string]int{DetectCard: runCard, DetectSSN: runSSN, DetectPhone: runPhone, DetectIBAN: runIBAN}
 
 type colRule struct {
 	pat   columnPattern
@@ -155,7 +156,6 @@ func Compile(entries []string, opts Options) (*Masker, error) {
 		switch e.Kind {
 		case DetectorEntry:
 			d, ok := builtins[e.Target]
-			pre, runs := prefilters[e.Target], runForms[e.Target]
 			if !ok {
 				d, ok = custom[e.Target]
 			}
@@ -171,7 +171,16 @@ func Compile(entries []string, opts Options) (*Masker, error) {
 				continue
 			}
 			seen[e.Target] = len(m.dets)
-			m.dets = append(m.dets, detRule{d: d, entry: s, strat: e.Strategy, pre: pre, runs: runs})
+			if id, ok := builtinIDs[e.Target]; ok {
+				m.builtin |= 1 << id
+				if id == idIP {
+					m.builtin |= candIPv4 | candIPv6
+				}
+				m.ruleOf[id] = len(m.dets)
+			} else {
+				m.custom = append(m.custom, len(m.dets))
+			}
+			m.dets = append(m.dets, detRule{d: d, entry: s, strat: e.Strategy})
 		case ColumnEntry:
 			pat, _ := parseColumnPattern(e.Target)
 			m.cols = append(m.cols, colRule{pat: pat, entry: s, strat: e.Strategy})
@@ -268,60 +277,112 @@ type span struct {
 	rule int
 }
 
-// findSpans appends every detector match in b to out, in detector order.
+// findSpans appends every detector match in b to out. The census of the
+// value rules most built-in detectors out before they scan;
+// the number detectors share one pass over the value's digit runs
+// (numberPass); a custom detector always scans.
 func (m *Masker) findSpans(b []byte, out []span) []span {
-	var st textStats
-	st.scan(b)
-	have := st.pack()
-	var runBuf [32]digitRun
-	var runs []digitRun
-	runsState := 0 // 0 not computed, 1 in runs, 2 too many: use Find
-	for k := range m.dets {
-		r := &m.dets[k]
-		if !r.mayMatch(have) {
-			continue
+	return m.findSpansIn(b, m.candidates(b), out)
+}
+
+// candidates returns the enabled built-in detectors that may match in b.
+func (m *Masker) candidates(b []byte) candSet {
+	if m.builtin == 0 || len(b) == 0 {
+		return 0
+	}
+	return census(b) & m.builtin
+}
+
+// findSpansIn is findSpans with the candidates known.
+func (m *Masker) findSpansIn(b []byte, c candSet, out []span) []span {
+	if c != 0 {
+		out = m.findBuiltins(b, c, out)
+	}
+	for _, k := range m.custom {
+		out = appendMatches(m.dets[k].d, b, k, out)
+	}
+	return out
+}
+
+// findBuiltins appends the matches of the built-in detectors in c.
+func (m *Masker) findBuiltins(b []byte, c candSet, out []span) []span {
+	if c&numberIDs != 0 {
+		rules := numberRules{card: -1, ssn: -1, phone: -1, iban: -1, ipv4: -1}
+		take := func(id int) int {
+			if c&(1<<id) == 0 {
+				return -1
+			}
+			c &^= 1 << id
+			return m.ruleOf[id]
 		}
-		if r.runs != runNone && runsState == 0 {
-			var ok bool
-			runs, ok = digitRuns(b, runBuf[:0])
-			runsState = 1
-			if !ok {
-				runsState = 2
-			}
+		rules.card, rules.ssn, rules.phone, rules.iban = take(idCard), take(idSSN), take(idPhone), take(idIBAN)
+		if c&candIPv6 == 0 {
+			rules.ipv4 = take(idIP)
 		}
-		d := r.d
-		for pos := 0; pos < len(b); {
-			var i, j int
-			var ok bool
-			if r.runs != runNone && runsState == 1 {
-				i, j, ok = findInRuns(r.runs, b, pos, runs)
-			} else {
-				i, j, ok = d.Find(b, pos)
-			}
-			if !ok || i < pos || j > len(b) {
-				break
-			}
-			if j <= i {
-				pos = i + 1
-				continue
-			}
-			out = append(out, span{i, j, k})
-			pos = j
+		if rules != (numberRules{-1, -1, -1, -1, -1}) {
+			out = numberPass(b, rules, out)
+		}
+	}
+	// An AWS key (20 capitals and digits) and a generic secret both lie
+	// in a run of minSecret or more token bytes; one look rules both out.
+	const _ = uint(20 - minSecret) // (so minSecret must stay at most 20)
+	if both := candSet(1<<idAWSKey | 1<<idSecret); c&both != 0 {
+		if _, _, ok := nextTokenRun(b, 0, minSecret); !ok {
+			c &^= both
+		}
+	}
+	for d := c & candDetectors; d != 0; d &= d - 1 {
+		id := bits.TrailingZeros32(uint32(d))
+		k := m.ruleOf[id]
+		if id == idIP {
+			out = appendIPs(b, c, k, out)
+		} else {
+			out = appendMatches(m.dets[k].d, b, k, out)
 		}
 	}
 	return out
 }
 
-func (r *detRule) mayMatch(have uint64) bool {
-	if r.pre == nil {
-		return true
-	}
-	for _, want := range r.pre {
-		if met(have, want) {
-			return true
+// appendMatches appends the matches of d in b (rule k), each search
+// starting where the last match ended.
+func appendMatches(d Detector, b []byte, k int, out []span) []span {
+	for pos := 0; pos < len(b); {
+		i, j, ok := d.Find(b, pos)
+		if !ok || i < pos || j > len(b) {
+			break
 		}
+		if j <= i {
+			pos = i + 1
+			continue
+		}
+		out = append(out, span{i, j, k})
+		pos = j
 	}
-	return false
+	return out
+}
+
+// appendIPs is appendMatches for the IP detector in a value that may hold
+// IPv6 addresses (numberPass finds IPv4 addresses in the others): a half
+// the census rules out does not scan.
+func appendIPs(b []byte, c candSet, k int, out []span) []span {
+	v4, v6 := c&candIPv4 != 0, c&candIPv6 != 0
+	for pos := 0; pos < len(b); {
+		var i4, j4, i6, j6 int
+		var ok4, ok6 bool
+		if v4 {
+			i4, j4, ok4 = findIPv4(b, pos)
+		}
+		if v6 {
+			i6, j6, ok6 = findIPv6(b, pos)
+		}
+		i, j, ok := firstIP(i4, j4, ok4, i6, j6, ok6)
+		if !ok {
+			break
+		}
+		out = append(out, span{i, j, k})
+		pos = j
+	}
+	return out
 }
 
 // mergeSpans sorts spans and merges overlapping ones in place; a merged
@@ -330,7 +391,12 @@ func (m *Masker) mergeSpans(spans []span) []span {
 	if len(spans) < 2 {
 		return spans
 	}
-	slices.SortFunc(spans, func(a, b span) int { return a.i - b.i })
+	slices.SortFunc(spans, func(a, b span) int {
+		if a.i != b.i {
+			return a.i - b.i
+		}
+		return a.rule - b.rule // deterministic: the first rule keeps a tie
+	})
 	out := spans[:1]
 	for _, s := range spans[1:] {
 		last := &out[len(out)-1]

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"unsafe"
 )
 
 // PostgreSQL type OIDs the row masker knows (pg_type.dat).
@@ -86,7 +87,7 @@ type rowPlan struct {
 
 func (m *Masker) planFor(cols []Column) *rowPlan {
 	for k := range m.plans {
-		if p := m.plans[k].Load(); p != nil && slices.Equal(p.cols, cols) {
+		if p := m.plans[k].Load(); p != nil && sameColumns(p.cols, cols) {
 			return p
 		}
 	}
@@ -119,6 +120,28 @@ func (m *Masker) planFor(cols []Column) *rowPlan {
 	return p
 }
 
+// sameColumns is slices.Equal for columns, without a call per column:
+// planFor runs per row. The plugin passes the same columns for every row,
+// so the strings usually share their bytes (sameString).
+func sameColumns(a, b []Column) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := &a[i], &b[i]
+		if x.TypeOID != y.TypeOID || x.Binary != y.Binary || !sameString(x.Name, y.Name) || !sameString(x.Table, y.Table) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameString is s == t, decided without comparing bytes when both are
+// the same bytes.
+func sameString(s, t string) bool {
+	return len(s) == len(t) && (unsafe.StringData(s) == unsafe.StringData(t) || s == t)
+}
+
 // MaskRow implements RowMasker.
 func (m *Masker) MaskRow(cols []Column, values [][]byte) (int, error) {
 	return m.MaskRowCounts(cols, values, nil)
@@ -145,6 +168,8 @@ func (m *Masker) MaskRowCounts(cols []Column, values [][]byte, counts map[string
 		return 0, nil
 	}
 	changed := 0
+	var spans [8]span // the detectors' matches in one value
+	var text rowText  // the masked text of the row's values
 	for i, v := range values {
 		cp := &p.plans[i]
 		if v == nil {
@@ -164,7 +189,7 @@ func (m *Masker) MaskRowCounts(cols []Column, values [][]byte, counts map[string
 		case cp.json:
 			nv, hit, err = m.maskJSONColumn(cp, v, counts)
 		case cp.detect:
-			nv, hit, err = m.maskDetect(cp, v, counts)
+			nv, hit, err = m.maskDetect(cp, v, counts, spans[:0], &text, values[i+1:])
 		default:
 			continue
 		}
@@ -337,17 +362,22 @@ func (m *Masker) maskJSONColumn(cp *colPlan, v []byte, counts map[string]int) ([
 	return out, true, nil
 }
 
-// maskDetect runs the detectors over a value's text.
-func (m *Masker) maskDetect(cp *colPlan, v []byte, counts map[string]int) ([]byte, bool, error) {
-	text := v
+// maskDetect runs the detectors over a value's text; buf holds the
+// matches, and text the masked text, with room for the row's values
+// after it (rest).
+func (m *Masker) maskDetect(cp *colPlan, v []byte, counts map[string]int, buf []span, text *rowText, rest [][]byte) ([]byte, bool, error) {
+	t := v
 	if cp.class == tcInt8 && cp.binary {
 		if len(v) != 8 {
 			return nil, false, fmt.Errorf("binary int8 value of %d bytes", len(v))
 		}
-		text = strconv.AppendInt(make([]byte, 0, 20), int64(binary.BigEndian.Uint64(v)), 10)
+		t = strconv.AppendInt(make([]byte, 0, 20), int64(binary.BigEndian.Uint64(v)), 10)
 	}
-	var arr [8]span
-	spans := m.findSpans(text, arr[:0])
+	c := m.candidates(t)
+	if c == 0 && len(m.custom) == 0 {
+		return nil, false, nil // the common case: nothing can match
+	}
+	spans := m.findSpansIn(t, c, buf)
 	if len(spans) == 0 {
 		return nil, false, nil
 	}
@@ -355,9 +385,42 @@ func (m *Masker) maskDetect(cp *colPlan, v []byte, counts map[string]int) ([]byt
 	if cp.class != tcText {
 		return nil, true, nil // not text: NULL is the only safe replacement
 	}
-	out, null := m.maskSpans(make([]byte, 0, len(v)+16), v, m.mergeSpans(spans))
+	spans = m.mergeSpans(spans)
+	// A replacement is at most a pseudonym or the token long.
+	n := len(v) + len(spans)*max(len(m.token), pseudonymLen)
+	out, null := m.maskSpans(text.room(n, rest), v, spans)
 	if null {
 		return nil, true, nil
 	}
-	return out, true, nil
+	return text.keep(out, n), true, nil
+}
+
+// rowText holds the masked text of a row's values, so that a row costs
+// one allocation rather than one per masked value. Each value is cut from
+// it with its capacity capped: an append to one never reaches the next.
+type rowText struct {
+	buf []byte
+}
+
+// room returns an empty slice of capacity n at the end of the buffer. When
+// there is too little room it allocates a buffer with room for the values
+// after this one (rest) too, as long as they are: masked text is seldom
+// longer.
+func (t *rowText) room(n int, rest [][]byte) []byte {
+	if cap(t.buf)-len(t.buf) < n {
+		size := n
+		for _, v := range rest {
+			size += len(v)
+		}
+		t.buf = make([]byte, 0, size)
+	}
+	return t.buf[len(t.buf) : len(t.buf) : len(t.buf)+n]
+}
+
+// keep takes out, appended to a slice from room(n), as a value.
+func (t *rowText) keep(out []byte, n int) []byte {
+	if cap(out) == n { // not moved by append: it lies in buf
+		t.buf = t.buf[:len(t.buf)+len(out)]
+	}
+	return out[:len(out):len(out)]
 }

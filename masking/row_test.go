@@ -3,6 +3,7 @@ package masking
 import (
 	"encoding/binary"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -367,4 +368,73 @@ func TestDetectorPanicFailsClosed(t *testing.T) {
 	js := m.NewJSONStream(&out)
 	_, err = js.Write([]byte(`"s3cret"`))
 	assert.ErrorIs(t, err, ErrDetectorPanic)
+}
+
+// TestSameColumns checks the plan cache's column comparison, which skips
+// comparing the bytes of strings that share them.
+func TestSameColumns(t *testing.T) {
+	name := strings.Repeat("email", 2)
+	base := []Column{{Name: name, Table: "public.t", TypeOID: oidText}}
+	for _, tc := range []struct {
+		cols []Column
+		same bool
+	}{
+		{[]Column{{Name: name, Table: "public.t", TypeOID: oidText}}, true},
+		{[]Column{{Name: strings.Repeat("email", 2), Table: "public.t", TypeOID: oidText}}, true}, // equal, other bytes
+		{[]Column{{Name: "emailemaiL", Table: "public.t", TypeOID: oidText}}, false},
+		{[]Column{{Name: name, Table: "public.u", TypeOID: oidText}}, false},
+		{[]Column{{Name: name, Table: "public.t", TypeOID: oidVarchar}}, false},
+		{[]Column{{Name: name, Table: "public.t", TypeOID: oidText, Binary: true}}, false},
+		{[]Column{{Name: name, Table: "public.t", TypeOID: oidText}, {Name: "b"}}, false},
+		{nil, false},
+	} {
+		assert.Equal(t, tc.same, sameColumns(base, tc.cols), "%+v", tc.cols)
+		assert.Equal(t, slices.Equal(base, tc.cols), sameColumns(base, tc.cols), "%+v", tc.cols)
+	}
+}
+
+// TestRowValuesShareNoRoom checks that the masked values of a row, cut
+// from one buffer, stay apart: appending to one changes no other, with a
+// long token and several matches in a value.
+func TestRowValuesShareNoRoom(t *testing.T) {
+	for _, tok := range []string{"", "[" + strings.Repeat("x", 40) + "]"} {
+		entries := []string{"email=hash", "ssn=partial:2"}
+		for _, n := range BuiltinNames() {
+			if n != DetectEmail && n != DetectSSN {
+				entries = append(entries, n)
+			}
+		}
+		m, err := Compile(entries, Options{PseudonymKey: testKey, RedactToken: tok})
+		require.NoError(t, err)
+		cols := []Column{{Name: "a", TypeOID: oidText}, {Name: "b", TypeOID: oidText}, {Name: "c", TypeOID: oidText}, {Name: "d", TypeOID: oidText}}
+		vals := [][]byte{
+			[]byte("a@x.io, 4111 1111 1111 1111 and 123-45-6789"),
+			[]byte("nothing here"),
+			[]byte("::1 ::2 fe80::1 10.0.0.1 b@y.io"),
+			[]byte("123-45-6789"),
+		}
+		n, err := m.MaskRow(cols, vals)
+		require.NoError(t, err)
+		require.Equal(t, 3, n)
+		want := make([]string, len(vals))
+		for i, v := range vals {
+			want[i] = string(v)
+			assert.Equal(t, len(v), cap(v), "value %d has room to grow into", i)
+		}
+		for i := range vals {
+			vals[i] = append(vals[i], "!!!!!!!!"...)
+			for k := range vals {
+				if k != i {
+					got := string(vals[k])
+					if k < i {
+						got = strings.TrimSuffix(got, "!!!!!!!!")
+					}
+					assert.Equal(t, want[k], got, "appending to value %d changed value %d", i, k)
+				}
+			}
+		}
+		assert.NotContains(t, want[0], "4111")
+		assert.NotContains(t, want[2], "fe80")
+		assert.Equal(t, "*********89", want[3])
+	}
 }
