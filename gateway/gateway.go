@@ -78,7 +78,8 @@ type Gateway struct {
 	state    gatewayState
 	sessions map[string]*session
 
-	maskers maskerCache // compiled maskers by mask entries
+	maskers maskerCache  // compiled maskers by mask entries
+	tickets ticketLedger // approvals redeemed by retried commands
 
 	loops      sync.WaitGroup // accept loops
 	sessWG     sync.WaitGroup // session goroutines

@@ -366,6 +366,11 @@ func (s *session) Authenticate(ctx context.Context, c identity.Credentials) (*id
 		return nil, s.refuse(msgPlaintext, identity.ErrUnauthenticated, nil)
 	}
 
+	// The authenticator and the sink answer before the handshake deadline
+	// cuts the connection, so that the client can still be told why it
+	// is refused (an identity provider that hangs is "unavailable").
+	ctx, cancel := context.WithDeadline(ctx, s.authDeadline())
+	defer cancel()
 	id, err := s.g.cfg.Authenticator.Authenticate(ctx, c)
 	switch {
 	case err != nil && errors.Is(err, identity.ErrUnauthenticated):
@@ -433,6 +438,15 @@ func (s *session) Authenticate(ctx context.Context, c identity.Credentials) (*id
 	s.g.metrics.sessionsActive.WithLabelValues(name).Inc()
 	s.log.Info("session authenticated", "subject", id.Subject, "method", id.Method, "groups", id.Groups, "client_addr", s.clientAddr)
 	return id, nil
+}
+
+// authDeadline is when Authenticate stops waiting on the authenticator
+// and the recording sink: a tenth of the handshake timeout (at most
+// 500ms) before the handshake deadline, which leaves the plugin time to
+// send its refusal.
+func (s *session) authDeadline() time.Time {
+	timeout := s.t.cfg.HandshakeTimeout
+	return s.start.Add(timeout - min(timeout/10, 500*time.Millisecond))
 }
 
 // refuse counts and logs a refused authentication and returns the
@@ -575,6 +589,11 @@ func (s *session) awaitApproval(ctx context.Context, cmd *protocol.Command, d pr
 		}
 		return approved("sluice: allowed by the grant window of approval request " + g.ID)
 	}
+	if ids := protocol.ApprovalIDs(ctx); len(ids) > 0 {
+		if out, ok := s.redeem(ctx, cmd, d, ids); ok {
+			return out
+		}
+	}
 	req := approval.NewRequest(info, *cmd, d)
 	p, err := b.Request(ctx, req)
 	if err != nil {
@@ -584,6 +603,12 @@ func (s *session) awaitApproval(ctx context.Context, cmd *protocol.Command, d pr
 	}
 	if !recordStep("approval request " + p.ID() + " pending") {
 		return denied(msgRecordingCommand)
+	}
+	if protocol.AsyncApproval(ctx) {
+		// The client does not wait: it comes back with the id.
+		s.log.Info("command filed for approval; the client will come back with the request id", "request", p.ID(), "rules", d.Rules)
+		return protocol.Decision{Action: protocol.RequireApproval, Rules: d.Rules, Message: p.Notice(),
+			Approvers: d.Approvers, Quorum: d.Quorum, Timeout: d.Timeout, Seq: d.Seq, ApprovalID: p.ID()}
 	}
 	s.log.Info("command waiting for approval", "request", p.ID(), "rules", d.Rules)
 	if notify := protocol.NoticeFrom(ctx); notify != nil {
@@ -755,4 +780,24 @@ func (s *session) writeLocked(e *recording.Entry) error {
 	}
 	s.seq = e.Seq
 	return nil
+}
+
+// MayAllow reports whether policy could allow cmd (or send it for
+// approval) for this session's caller with some values of the parts
+// policy.Prober treats as unknown (a tool's arguments, a body). It decides
+// nothing and records nothing: the MCP extension uses it to list only the
+// tools the caller may call; every call is still checked. It is false
+// before a connect was allowed, and when the decider cannot probe.
+func (s *session) MayAllow(ctx context.Context, cmd *protocol.Command) (bool, error) {
+	s.mu.Lock()
+	st, id := s.state, s.ident
+	s.mu.Unlock()
+	if st != sessActive || cmd == nil {
+		return false, nil
+	}
+	p, ok := s.g.cfg.Decider.(policy.Prober)
+	if !ok {
+		return false, nil
+	}
+	return p.MayAllow(ctx, &policy.Input{Identity: id, Target: &s.t.cfg.Target, Session: s.Info(), Command: cmd, Now: time.Now()})
 }

@@ -159,6 +159,8 @@ rules:
       !command.sql.writes && !command.sql.ddl && command.sql.parse_error == "" &&
       command.sql.statements.size() == 0 &&
       command.k8s.verb == "" && command.ssh.subsystem == "" && command.attrs.size() == 0 &&
+      command.mcp.method == "" && command.mcp.tool == "" && command.mcp.arguments.size() == 0 &&
+      !has(command.mcp.arguments.query) && command.http.body == null && command.http.content_type == "" &&
       identity.subject == "" && identity.groups.size() == 0 && identity.claims.size() == 0 &&
       identity.expiry == timestamp(0) &&
       target.name == "" && target.labels.size() == 0 &&
@@ -223,6 +225,18 @@ func TestVariables(t *testing.T) {
 			&protocol.Command{Protocol: "kubernetes", Kind: protocol.KindExec, K8s: &protocol.K8s{Verb: "get", Resource: "pods", Subresource: "exec", Namespace: "ns", Name: "p"}}},
 		{`command.ssh.channel_type == "session" && command.ssh.command.split(" ")[0] == "ls" && command.ssh.subsystem == ""`,
 			&protocol.Command{Protocol: "ssh", Kind: protocol.KindExec, SSH: &protocol.SSH{ChannelType: "session", Command: "ls -l"}}},
+		{`command.http.content_type == "application/json" && command.http.body.user.roles[0] == "admin" && command.http.body.limit == 10 && has(command.http.body.user) && !has(command.http.body.other)`,
+			&protocol.Command{Protocol: "http", Kind: protocol.KindRequest, HTTP: &protocol.HTTP{Method: "POST", Path: "/x", ContentType: "application/json",
+				Body: map[string]any{"user": map[string]any{"roles": []any{"admin"}}, "limit": 10.0}}}},
+		{`command.http.body == null && !has(command.http.body.x)`,
+			&protocol.Command{Protocol: "http", Kind: protocol.KindRequest, HTTP: &protocol.HTTP{Method: "GET", Path: "/x"}}},
+		{`command.mcp.method == "tools/call" && command.mcp.tool == "run_query" && command.mcp.arguments.query.startsWith("SELECT") && command.mcp.arguments.limit <= 100 && command.mcp.arguments.limit + 1 == 11 && has(command.mcp.arguments.query) && !has(command.mcp.arguments.other) && command.mcp.uri == "" && command.mcp.prompt == ""`,
+			&protocol.Command{Protocol: "http", Kind: protocol.KindRequest, MCP: &protocol.MCP{Method: "tools/call", Tool: "run_query",
+				Arguments: map[string]any{"query": "SELECT 1", "limit": int64(10)}}}},
+		{`command.mcp.method == "resources/read" && command.mcp.uri.startsWith("file:///") && command.mcp.arguments.size() == 0 && !has(command.mcp.arguments.x)`,
+			&protocol.Command{Protocol: "http", Kind: protocol.KindRequest, MCP: &protocol.MCP{Method: "resources/read", URI: "file:///etc/motd"}}},
+		{`command.mcp.prompt == "greet" && command.mcp.arguments.who == "bob"`,
+			&protocol.Command{Protocol: "http", Kind: protocol.KindRequest, MCP: &protocol.MCP{Method: "prompts/get", Prompt: "greet", Arguments: map[string]any{"who": "bob"}}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.match, func(t *testing.T) {
@@ -478,6 +492,18 @@ func TestGuardsAreExact(t *testing.T) {
   - name: any-part
     match: command.http.method == "" || command.ssh.channel_type == "session"
     action: allow
+  - name: mcp-tools
+    match: command.mcp.tool == "run_query" && has(command.mcp.arguments.query) && !sql(command.mcp.arguments.query).writes
+    action: allow
+  - name: mcp-deletes
+    match: glob("delete_*", command.mcp.tool)
+    action: deny
+  - name: mcp-list
+    match: command.mcp.method == "tools/list"
+    action: allow
+  - name: http-body
+    match: has(command.http.body.q) && command.http.body.q == "x"
+    action: deny
 default: deny`, 1))
 	cmds := []*protocol.Command{
 		benchInput().Command,
@@ -492,6 +518,10 @@ default: deny`, 1))
 		{Protocol: "ssh", Kind: protocol.KindShell, SSH: &protocol.SSH{ChannelType: "session"}},
 		{Protocol: "ssh", Kind: protocol.KindExec, SSH: &protocol.SSH{ChannelType: "session", Subsystem: "sftp"}},
 		{Protocol: "custom", Kind: protocol.KindOther, Text: "copy program"},
+		{Protocol: "http", Kind: protocol.KindRequest, Text: "tools/call run_query", MCP: &protocol.MCP{Method: "tools/call", Tool: "run_query", Arguments: map[string]any{"query": "SELECT 1"}}},
+		{Protocol: "http", Kind: protocol.KindRequest, Text: "tools/call delete_user", MCP: &protocol.MCP{Method: "tools/call", Tool: "delete_user"}},
+		{Protocol: "http", Kind: protocol.KindRequest, Text: "tools/list", MCP: &protocol.MCP{Method: "tools/list"}},
+		{Protocol: "http", Kind: protocol.KindRequest, Text: "POST /api", HTTP: &protocol.HTTP{Method: "POST", Path: "/api", Body: map[string]any{"q": "x"}}},
 	}
 	for _, groups := range [][]string{nil, {"agents"}, {"dba", "ops"}} {
 		for _, env := range []string{"prod", "dev"} {

@@ -40,6 +40,7 @@ type commandVars struct {
 	Attrs    map[string]string `json:"attrs"`
 	SQL      protocol.SQL      `json:"sql"`
 	HTTP     protocol.HTTP     `json:"http"`
+	MCP      protocol.MCP      `json:"mcp"`
 	K8s      protocol.K8s      `json:"k8s"`
 	SSH      protocol.SSH      `json:"ssh"`
 }
@@ -55,7 +56,8 @@ const (
 var celEnv = sync.OnceValues(newEnv)
 
 func newEnv() (*cel.Env, error) {
-	return cel.NewEnv(
+	var adapter types.Adapter = types.DefaultTypeAdapter
+	env, err := cel.NewEnv(
 		ext.NativeTypes(
 			ext.ParseStructTag("json"),
 			types.NativeTypeFor[identity.Identity](types.NativeTypeAlias(typeIdentity)),
@@ -74,7 +76,13 @@ func newEnv() (*cel.Env, error) {
 		cel.Function("glob",
 			cel.Overload("glob_string_string", []*cel.Type{cel.StringType, cel.StringType}, cel.BoolType,
 				cel.BinaryBinding(globBinding))),
+		sqlFunction(&adapter),
 	)
+	if err != nil {
+		return nil, err
+	}
+	adapter = env.CELTypeAdapter()
+	return env, nil
 }
 
 func globBinding(p, s ref.Val) ref.Val {
@@ -205,6 +213,9 @@ func newActivation(in *Input) *activation {
 	}
 	if c.HTTP != nil {
 		a.command.HTTP = *c.HTTP
+	}
+	if c.MCP != nil {
+		a.command.MCP = *c.MCP
 	}
 	if c.K8s != nil {
 		a.command.K8s = *c.K8s

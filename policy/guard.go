@@ -38,6 +38,7 @@ const (
 	partHTTP
 	partK8s
 	partSSH
+	partMCP
 )
 
 // maxShapes bounds the cache; beyond it (a plugin inventing protocol names
@@ -57,6 +58,9 @@ func shapeOf(c *protocol.Command) shape {
 	}
 	if c.SSH != nil {
 		s.parts |= partSSH
+	}
+	if c.MCP != nil {
+		s.parts |= partMCP
 	}
 	return s
 }
@@ -105,7 +109,7 @@ func (e *Engine) computeSkip(s shape) []bool {
 	for _, p := range []struct {
 		bit  uint8
 		name string
-	}{{partSQL, "sql"}, {partHTTP, "http"}, {partK8s, "k8s"}, {partSSH, "ssh"}} {
+	}{{partSQL, "sql"}, {partHTTP, "http"}, {partK8s, "k8s"}, {partSSH, "ssh"}, {partMCP, "mcp"}} {
 		if s.parts&p.bit != 0 {
 			unknown = append(unknown, cel.AttributePattern("command").QualString(p.name))
 		}

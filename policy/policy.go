@@ -52,7 +52,9 @@
 //	          sql   {statements: list({kind: string, tables: list(string),
 //	                 has_where: bool, functions: list(string)}),
 //	                 writes, ddl: bool, parse_error: string}
-//	          http  {method, host, path: string; query, headers: map(string, string)}
+//	          http  {method, host, path, content_type: string;
+//	                 query, headers: map(string, string); body: dyn (a JSON body)}
+//	          mcp   {method, tool, uri, prompt: string; arguments: map(string, dyn)}
 //	          k8s   {verb, api_group, resource, subresource, namespace, name: string}
 //	          ssh   {channel_type, command, subsystem: string}
 //	now       timestamp (Input.Now, or the time of the call when zero)
@@ -66,8 +68,28 @@
 // identity.claims.?dept.orValue("") (optional types are enabled).
 //
 // Besides the CEL standard library, the strings and lists extensions are
-// enabled (lowerAscii, split, join, sort, distinct, ...) and
-// glob(pattern, name) matches names and paths (see Glob).
+// enabled (lowerAscii, split, join, sort, distinct, ...),
+// glob(pattern, name) matches names and paths (see Glob), and sql(text)
+// (or sql(text, dialect)) classifies SQL found elsewhere — an MCP tool's
+// argument, a field of an HTTP body — into the type of command.sql:
+//
+//	command.mcp.tool == "run_query" && has(command.mcp.arguments.query) &&
+//	  !sql(command.mcp.arguments.query).writes
+//
+// sql() uses the classifier registered for the dialect
+// (RegisterSQLClassifier; import policy/pgclassify for PostgreSQL's) and
+// fails closed: text that does not parse, or a dialect without a
+// classifier, gives parse_error set and writes and ddl true, so that a rule
+// resting on !writes cannot be satisfied by text the gateway does not
+// understand. A non-string argument is a run-time error (the rule denies).
+//
+// # MCP
+//
+// An MCP message is a command of kind request (protocol http) with
+// command.mcp set; see protocol/http/mcp. A tools/list answer is filtered
+// to the tools the caller may call: those for which MayAllow (Prober)
+// finds that some arguments could make a tools/call allowed or sent for
+// approval.
 //
 // # Decisions
 //

@@ -145,6 +145,11 @@ type Decision struct {
 	// Seq is set by the gateway's Session.Check: the sequence number of the
 	// recorded command event, to be echoed in Event.CommandSeq.
 	Seq uint64 `json:"-"`
+	// ApprovalID is set by Session.Check under WithAsyncApproval when
+	// Action is RequireApproval: the pending approval request the client
+	// must come back with (see WithApprovalIDs). The recording names it in
+	// the command's approval entry.
+	ApprovalID string `json:"-"`
 }
 
 // Allowed reports whether the command may go to the backend.

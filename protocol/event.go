@@ -23,7 +23,9 @@ type Event struct {
 	Result     *Result `json:"result,omitempty"`
 	// Data is output bytes (EventOutput).
 	Data []byte `json:"data,omitempty"`
-	// Message is the text of an error or notice.
+	// Message is the text of an error or notice, or what output Data is
+	// (HTTP: "request body", "response body", "websocket client to
+	// server"), which a replay prints as its label.
 	Message string `json:"message,omitempty"`
 	// Code is a protocol error code (SQLSTATE).
 	Code string `json:"code,omitempty"`

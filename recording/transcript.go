@@ -1,9 +1,11 @@
 package recording
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +59,9 @@ type transcript struct {
 	w     io.Writer
 	err   error
 	start time.Time
+	// stream is set for a session whose results are byte streams (HTTP),
+	// not rows.
+	stream bool
 }
 
 func (t *transcript) printf(format string, args ...any) {
@@ -78,6 +83,7 @@ func (t *transcript) entry(e *Entry) {
 	switch e.Type {
 	case TypeSessionStart:
 		t.start = e.Time
+		t.stream = e.Target != nil && e.Target.Protocol == "http"
 		t.printf("session   %s\n", sanitize(e.Session, true))
 		t.printf("identity  %s\n", identityLine(e))
 		t.printf("target    %s\n", targetLine(e.Target))
@@ -92,6 +98,9 @@ func (t *transcript) entry(e *Entry) {
 		t.printf("%scommand%s\n", head, kind)
 		if e.Command != nil && e.Command.Text != "" {
 			t.block(e.Command.Text)
+		}
+		if e.Command != nil && e.Command.HTTP != nil {
+			t.httpRequest(e.Command.HTTP)
 		}
 		if e.Decision != nil {
 			t.printf("    decision: %s\n", decisionLine(e.Decision))
@@ -110,7 +119,11 @@ func (t *transcript) entry(e *Entry) {
 		t.result(head, e)
 
 	case string(protocol.EventOutput):
-		t.printf("%soutput%s (%d %s)\n", head, of(e.CommandSeq), len(e.Data), plural(len(e.Data), "byte", "bytes"))
+		label := ""
+		if e.Message != "" {
+			label = ": " + sanitize(e.Message, true)
+		}
+		t.printf("%soutput%s%s (%d %s)\n", head, of(e.CommandSeq), label, len(e.Data), plural(len(e.Data), "byte", "bytes"))
 		if len(e.Data) > 0 {
 			t.block(string(e.Data))
 		}
@@ -164,18 +177,51 @@ func (t *transcript) result(head string, e *Entry) {
 	if res.Error != "" {
 		t.printf("    error: %s\n", sanitize(res.Error, true))
 	}
-	if len(res.Columns) > 0 || len(res.Data) > 0 {
+	bodyOnly := t.stream && len(res.Columns) == 1 && res.Columns[0] == "body" && len(res.Data) == 1 &&
+		len(res.Data[0]) == 1 && res.Data[0][0] != nil
+	switch {
+	case bodyOnly:
+		// A byte stream's body, as the client received it.
+		t.block(*res.Data[0][0])
+	case len(res.Columns) > 0 || len(res.Data) > 0:
 		for _, line := range table(res.Columns, res.Data) {
 			t.printf("    %s\n", line)
 		}
 	}
-	t.printf("    (%d %s, %d %s, %s)\n", res.Rows, plural(res.Rows, "row", "rows"),
-		res.Bytes, plural(res.Bytes, "byte", "bytes"), res.Duration)
-	if res.Truncated {
+	if t.stream && res.Rows == 0 && (len(res.Columns) == 0 || bodyOnly) {
+		t.printf("    (%d %s, %s)\n", res.Bytes, plural(res.Bytes, "byte", "bytes"), res.Duration)
+	} else {
+		t.printf("    (%d %s, %d %s, %s)\n", res.Rows, plural(res.Rows, "row", "rows"),
+			res.Bytes, plural(res.Bytes, "byte", "bytes"), res.Duration)
+	}
+	if res.Truncated && t.stream && (len(res.Data) == 0 || bodyOnly) {
+		t.printf("    [truncated: only the first bytes recorded]\n")
+	} else if res.Truncated {
 		t.printf("    [truncated: only the first %d %s recorded]\n", len(res.Data), plural(len(res.Data), "row was", "rows were"))
 	}
 	if res.Masked > 0 {
 		t.printf("    [masked: %d %s]\n", res.Masked, plural(res.Masked, "value", "values"))
+	}
+}
+
+// httpRequest prints the selected headers of an HTTP request, one per
+// line in name order, and its parsed JSON body on one line.
+func (t *transcript) httpRequest(h *protocol.HTTP) {
+	names := make([]string, 0, len(h.Headers))
+	for k := range h.Headers {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		t.printf("    %s: %s\n", sanitize(k, true), sanitize(h.Headers[k], true))
+	}
+	if h.Body != nil {
+		var b strings.Builder
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(h.Body); err == nil {
+			t.printf("    body: %s\n", sanitize(strings.TrimSuffix(b.String(), "\n"), true))
+		}
 	}
 }
 

@@ -467,7 +467,16 @@ func (c *Config) Validate() error {
 			}
 			listens[t.Listen] = f + ".listen"
 		}
-		v.hostPort(f+".address", t.Address)
+		if t.Protocol == "http" && (strings.HasPrefix(t.Address, "http://") || strings.HasPrefix(t.Address, "https://")) {
+			if u, err := url.Parse(t.Address); err != nil || u.Host == "" {
+				v.add(f+".address", fmt.Sprintf("%q: want host:port or http(s)://host:port[/prefix]", t.Address))
+			}
+		} else {
+			v.hostPort(f+".address", t.Address)
+		}
+		if t.Protocol != "postgres" && (t.Database != "" || t.SSLMode != "") {
+			v.add(f, "database and sslmode are for postgres targets")
+		}
 		if t.SSLMode != "" {
 			v.oneOf(f+".sslmode", t.SSLMode, "disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 		}
@@ -476,8 +485,15 @@ func (c *Config) Validate() error {
 				v.add(f+".options."+k, fmt.Sprintf("set it with %s.%s", f, k))
 			}
 		}
-		if t.Credential.Username == "" {
+		if t.Credential.Username == "" && (t.Protocol == "postgres" || t.Options["credential_scheme"] == "basic") {
 			v.add(f+".credential.username", "is required (the backend user the gateway logs in as)")
+		}
+		if fac, err := protocol.Lookup(t.Protocol); err == nil && t.Address != "" {
+			// The plugin checks its own options (an http target's
+			// credential_scheme, max_body, ...).
+			if _, err := fac(&protocol.Target{Name: t.Name, Protocol: t.Protocol, Address: t.Address, Options: targetOptions(t)}); err != nil {
+				v.add(f+".options", err.Error())
+			}
 		}
 		v.secretRef(c, f+".credential.password", t.Credential.Password)
 		switch {

@@ -112,7 +112,7 @@ func TestConfigValidateNamesFieldAndFile(t *testing.T) {
 		{"target address missing", [2]string{"address: 127.0.0.1:5432", ""}, "test.yaml: targets[0].address: is required"},
 		{"target name missing", [2]string{"- name: pg", "- name: \"\""}, "test.yaml: targets[0].name: is required"},
 		{"target name with a slash", [2]string{"- name: pg", "- name: a/b"}, "test.yaml: targets[0].name:"},
-		{"unknown protocol", [2]string{"protocol: postgres", "protocol: gopher"}, "test.yaml: targets[0].protocol: unknown protocol \"gopher\" (available: postgres)"},
+		{"unknown protocol", [2]string{"protocol: postgres", "protocol: gopher"}, "test.yaml: targets[0].protocol: unknown protocol \"gopher\" (available: http, postgres)"},
 		{"protocol missing", [2]string{"protocol: postgres", ""}, "test.yaml: targets[0].protocol: is required"},
 		{"bad sslmode", [2]string{"", "    sslmode: sometimes\n"}, "test.yaml: targets[0].sslmode: \"sometimes\" is not one of"},
 		{"sslmode in options", [2]string{"", "    options: {sslmode: disable}\n"}, "test.yaml: targets[0].options.sslmode: set it with targets[0].sslmode"},
@@ -168,6 +168,8 @@ func TestConfigValidateNamesFieldAndFile(t *testing.T) {
 		{"login without redirect", [2]string{"", "admin: {login: {issuer: 'https://idp.example', client_id: sluice}}\n"}, "test.yaml: admin.login.redirect_url: is required"},
 		{"login bad issuer", [2]string{"", "admin: {login: {issuer: 'ftp://idp', client_id: sluice, redirect_url: 'https://gw/auth/callback'}}\n"}, "test.yaml: admin.login: issuer"},
 		{"login secret not a ref", [2]string{"", "admin: {login: {issuer: 'https://idp.example', client_id: sluice, client_secret: hunter2, redirect_url: 'https://gw/auth/callback'}}\n"}, "test.yaml: admin.login.client_secret: password reference must be"},
+		{"http target bad option", [2]string{"protocol: postgres", "protocol: http\n    options: {credential_scheme: magic}"}, "test.yaml: targets[0].options:"},
+		{"http target with sslmode", [2]string{"protocol: postgres", "protocol: http\n    sslmode: require"}, "test.yaml: targets[0]: database and sslmode are for postgres targets"},
 		{"exec timeout negative", [2]string{"", "credentials: {exec: {timeout: -1s}}\n"}, "test.yaml: credentials.exec.timeout: must not be negative"},
 	}
 	for _, tt := range tests {

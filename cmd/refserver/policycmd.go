@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"slices"
@@ -10,6 +11,9 @@ import (
 
 	"github.com/sluicegw/sluice/identity"
 	"github.com/sluicegw/sluice/policy"
+	// The policy function sql() classifies with PostgreSQL's parser, in
+	// policy test and eval as in serve.
+	_ "github.com/sluicegw/sluice/policy/pgclassify"
 	"github.com/sluicegw/sluice/policy/policytest"
 	"github.com/sluicegw/sluice/protocol"
 )
@@ -132,13 +136,20 @@ func keyValues(flagName string, entries []string) (map[string]string, error) {
 
 // policyEval decides one ad-hoc command and explains the decision.
 func (c *cli) policyEval(args []string) error {
-	fs := c.newFlags("policy eval", "policy eval --policy PATH... (--sql TEXT | --http 'METHOD PATH' | --k8s verb=V,resource=R,... | --ssh COMMAND | --connect) [flags]")
+	fs := c.newFlags("policy eval", "policy eval --policy PATH... (--sql TEXT | --http 'METHOD PATH' | --mcp-tool NAME | --mcp-method M | --k8s verb=V,resource=R,... | --ssh COMMAND | --connect) [flags]")
 	var policies, labels, claims listFlag
 	fs.Var(&policies, "policy", "policy `PATH` (file or directory; repeatable)")
 	sqlText := fs.String("sql", "", "a PostgreSQL query, classified as the gateway does")
 	scs := fs.Bool("standard-conforming-strings", true, "classify --sql as a session with this standard_conforming_strings")
 	httpReq := fs.String("http", "", "an HTTP request: 'METHOD PATH[?QUERY]'")
 	host := fs.String("host", "", "the HTTP request's host")
+	httpBody := fs.String("http-body", "", "the HTTP request's JSON body")
+	httpType := fs.String("http-content-type", "", "the HTTP request's content type (default application/json with --http-body)")
+	mcpMethod := fs.String("mcp-method", "", "an MCP message's method (default tools/call with --mcp-tool, prompts/get with --mcp-prompt, resources/read with --mcp-uri)")
+	mcpTool := fs.String("mcp-tool", "", "the tool an MCP tools/call names")
+	mcpArgs := fs.String("mcp-args", "", "an MCP tools/call's or prompts/get's arguments, a JSON object")
+	mcpURI := fs.String("mcp-uri", "", "the resource an MCP resources/read names")
+	mcpPrompt := fs.String("mcp-prompt", "", "the prompt an MCP prompts/get names")
 	k8s := fs.String("k8s", "", "a Kubernetes request: verb=V,resource=R[,subresource=S,namespace=N,name=X,api_group=G]")
 	ssh := fs.String("ssh", "", "an SSH exec command")
 	connect := fs.Bool("connect", false, "a session opening (kind connect)")
@@ -154,7 +165,7 @@ func (c *cli) policyEval(args []string) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErr("policy eval takes no arguments (got %q); give the command with --sql, --http, --k8s, --ssh or --connect", pos[0])
+		return usageErr("policy eval takes no arguments (got %q); give the command with --sql, --http, --mcp-tool (or --mcp-method), --k8s, --ssh or --connect", pos[0])
 	}
 	if len(policies) == 0 {
 		return usageErr("policy eval needs --policy PATH")
@@ -174,7 +185,26 @@ func (c *cli) policyEval(args []string) error {
 		if !ok || strings.TrimSpace(path) == "" {
 			return usageErr("--http %q: want 'METHOD PATH', e.g. 'GET /api/v1/users'", *httpReq)
 		}
-		cmd = policytest.HTTPCommand(protocol.HTTP{Method: method, Path: strings.TrimSpace(path), Host: *host})
+		h := protocol.HTTP{Method: method, Path: strings.TrimSpace(path), Host: *host, ContentType: *httpType}
+		if *httpBody != "" {
+			if err := json.Unmarshal([]byte(*httpBody), &h.Body); err != nil {
+				return usageErr("--http-body: not JSON: %v", err)
+			}
+		}
+		cmd = policytest.HTTPCommand(h)
+	}
+	if *mcpMethod != "" || *mcpTool != "" || *mcpArgs != "" || *mcpURI != "" || *mcpPrompt != "" {
+		forms = append(forms, "--mcp-*")
+		m := protocol.MCP{Method: *mcpMethod, Tool: *mcpTool, URI: *mcpURI, Prompt: *mcpPrompt}
+		if *mcpArgs != "" {
+			if err := json.Unmarshal([]byte(*mcpArgs), &m.Arguments); err != nil || m.Arguments == nil {
+				return usageErr("--mcp-args: want a JSON object, e.g. '{\"query\": \"SELECT 1\"}'")
+			}
+		}
+		var err error
+		if cmd, err = policytest.MCPCommand(m); err != nil {
+			return usageErr("--mcp-*: %v", err)
+		}
 	}
 	if *k8s != "" {
 		forms = append(forms, "--k8s")
@@ -204,13 +234,16 @@ func (c *cli) policyEval(args []string) error {
 	}
 	switch len(forms) {
 	case 0:
-		return usageErr("policy eval needs a command: --sql, --http, --k8s, --ssh or --connect")
+		return usageErr("policy eval needs a command: --sql, --http, --mcp-tool (or --mcp-method), --k8s, --ssh or --connect")
 	case 1:
 	default:
 		return usageErr("policy eval takes one command, got %s", strings.Join(forms, " and "))
 	}
 	if *host != "" && *httpReq == "" {
 		return usageErr("--host only applies with --http")
+	}
+	if (*httpBody != "" || *httpType != "") && *httpReq == "" {
+		return usageErr("--http-body and --http-content-type only apply with --http")
 	}
 
 	in := &policy.Input{Command: cmd}
@@ -261,6 +294,17 @@ func (c *cli) policyEval(args []string) error {
 		return err
 	}
 	c.explain(e, in, d)
+	if m := cmd.MCP; m != nil && m.Method == "tools/call" {
+		listed, err := policytest.Listed(e, in)
+		if err != nil {
+			return err
+		}
+		yes := "no: no arguments could make a call of it allowed"
+		if listed {
+			yes = "yes"
+		}
+		fmt.Fprintf(c.stdout, "  listed:    %s (whether tools/list shows %s to this caller)\n", yes, m.Tool)
+	}
 	return nil
 }
 

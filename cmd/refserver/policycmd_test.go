@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -212,4 +213,116 @@ func TestPolicyCheckCommand(t *testing.T) {
 
 	r = runCLI(t, "policy", "check")
 	assert.Equal(t, 2, r.code)
+}
+
+func TestPolicyEvalMCPAndHTTPBody(t *testing.T) {
+	pol := filepath.Join(examplePolicies, "mcp.yaml")
+	tests := []struct {
+		name string
+		args []string
+		want []string // fragments of stdout, in order
+	}{
+		{"a read-only query", []string{"--mcp-tool", "run_query", "--mcp-args", `{"query": "SELECT email FROM users WHERE id = 7"}`, "--groups", "agents"}, []string{
+			`command: http request "tools/call run_query {\"query\":\"SELECT email FROM users WHERE id = 7\"}"`,
+			`mcp: method tools/call tool "run_query" arguments {"query":"SELECT email FROM users WHERE id = 7"}`,
+			"  yes  agents-read-only-queries",
+			"  action:    allow",
+			"  mask:      email, credit_card",
+			"  listed:    yes (whether tools/list shows run_query to this caller)",
+		}},
+		{"a write", []string{"--mcp-tool", "run_query", "--mcp-args", `{"query": "UPDATE users SET admin = true"}`, "--groups", "agents"}, []string{
+			"  action:    deny", "  message:   no rule allows this command (default deny)", "  listed:    yes",
+		}},
+		{"a delete", []string{"--mcp-tool", "delete_user", "--mcp-args", `{"id": 7}`}, []string{
+			"  action:    require_approval", "  approvers: group:admins", "  timeout:   15m0s", "  listed:    yes",
+		}},
+		{"a tool nobody may call", []string{"--mcp-tool", "admin_reset", "--groups", "agents"}, []string{
+			"  action:    deny", "  listed:    no: no arguments could make a call of it allowed",
+		}},
+		{"housekeeping", []string{"--mcp-method", "initialize"}, []string{
+			`command: http request "initialize"`, "mcp: method initialize", "  action:    allow", "  rules:     mcp-housekeeping",
+		}},
+		{"a resource", []string{"--mcp-uri", "file:///reports/q1.csv", "--groups", "agents"}, []string{
+			`mcp: method resources/read uri "file:///reports/q1.csv"`, "  action:    allow", "  rules:     agents-reports",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCLI(t, append([]string{"policy", "eval", "--policy", pol}, tt.args...)...)
+			require.Equal(t, 0, r.code, r.stderr)
+			out := r.stdout
+			for _, w := range tt.want {
+				i := strings.Index(out, w)
+				require.GreaterOrEqual(t, i, 0, "want %q in order in:\n%s", w, r.stdout)
+				out = out[i+len(w):]
+			}
+			if !strings.Contains(strings.Join(tt.args, " "), "tools/call") && !slices.Contains(tt.args, "--mcp-tool") {
+				assert.NotContains(t, r.stdout, "listed:")
+			}
+		})
+	}
+
+	t.Run("an HTTP body", func(t *testing.T) {
+		bodyPol := writeFile(t, t.TempDir(), "body.yaml", `
+rules:
+  - name: small-pages
+    match: command.http.content_type == "application/json" && has(command.http.body.limit) && command.http.body.limit <= 100
+    action: allow
+  - name: no-payroll
+    match: has(command.http.body.sql) && sql(command.http.body.sql).statements.exists(s, "payroll" in s.tables)
+    action: deny
+`)
+		r := runCLI(t, "policy", "eval", "--policy", bodyPol, "--http", "POST /api/query", "--http-body", `{"limit": 50, "sql": "SELECT * FROM payroll"}`)
+		require.Equal(t, 0, r.code, r.stderr)
+		assert.Contains(t, r.stdout, `http: content_type "application/json" body {"limit":50,"sql":"SELECT * FROM payroll"}`)
+		assert.Contains(t, r.stdout, "  action:    deny\n  rules:     small-pages, no-payroll\n")
+		r = runCLI(t, "policy", "eval", "--policy", bodyPol, "--http", "POST /api/query", "--http-body", `{"limit": 50}`, "--http-content-type", "application/json")
+		require.Equal(t, 0, r.code, r.stderr)
+		assert.Contains(t, r.stdout, "  action:    allow\n")
+	})
+
+	errs := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"bad args", []string{"--mcp-tool", "x", "--mcp-args", "[1]"}, "--mcp-args: want a JSON object"},
+		{"no method", []string{"--mcp-args", `{"a": 1}`}, "--mcp-*: method: required"},
+		{"uri with a tool", []string{"--mcp-tool", "x", "--mcp-uri", "file:///x"}, "uri: only applies to method resources/read, not tools/call"},
+		{"mcp and sql", []string{"--mcp-tool", "x", "--sql", "SELECT 1"}, "policy eval takes one command, got --sql and --mcp-*"},
+		{"body without http", []string{"--connect", "--http-body", "{}"}, "--http-body and --http-content-type only apply with --http"},
+		{"bad body", []string{"--http", "POST /", "--http-body", "{"}, "--http-body: not JSON"},
+	}
+	for _, tt := range errs {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCLI(t, append([]string{"policy", "eval", "--policy", pol}, tt.args...)...)
+			assert.Equal(t, 2, r.code, r.stdout)
+			assert.Contains(t, r.stderr, tt.want)
+		})
+	}
+}
+
+func TestPolicyTestMCPCases(t *testing.T) {
+	r := runCLI(t, "policy", "test", filepath.Join(examplePolicies, "mcp_test.yaml"))
+	require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	assert.Contains(t, r.stdout, "PASS  a read-only query  (")
+	assert.Regexp(t, `(?m)^\d+ passed, 0 failed$`, r.stdout)
+	assert.NotContains(t, r.stdout, "rules never matched")
+
+	dir := t.TempDir()
+	writeFile(t, dir, "p.yaml", "rules:\n  - {name: ro, action: allow, match: 'command.mcp.tool == \"q\" && !sql(command.mcp.arguments.query).writes'}\n")
+	cases := writeFile(t, dir, "p_test.yaml", `
+cases:
+  - name: a write passes (wrong on purpose)
+    mcp: {tool: q, arguments: {query: "DELETE FROM t"}}
+    expect: {action: allow, listed: false}
+`)
+	r = runCLI(t, "policy", "test", dir)
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stdout, "FAIL  a write passes (wrong on purpose)  ("+cases+":3)\n"+
+		"      action: want allow, got deny\n"+
+		"      listed: want false, got true (may some arguments make a call of q allowed?)\n"+
+		`      got: deny, rules [], message "no rule allows this command (default deny)"`+"\n"+
+		`      command: http request "tools/call q {\"query\":\"DELETE FROM t\"}"`+"\n"+
+		`      mcp: method tools/call tool "q" arguments {"query":"DELETE FROM t"}`+"\n")
 }

@@ -30,6 +30,8 @@ import (
 	"github.com/sluicegw/sluice/masking"
 	"github.com/sluicegw/sluice/policy"
 	"github.com/sluicegw/sluice/protocol"
+	_ "github.com/sluicegw/sluice/protocol/http"     // registers "http"
+	_ "github.com/sluicegw/sluice/protocol/http/mcp" // the http targets' mcp: true
 	_ "github.com/sluicegw/sluice/protocol/postgres" // registers "postgres"
 	"github.com/sluicegw/sluice/recording"
 )

@@ -69,13 +69,15 @@ func contains(list []string, s string) bool {
 var overloadRE = regexp.MustCompile(`applied to '\((.*), bytes\)'`)
 
 // celType asks the engine for the type of path: comparing it with bytes
-// fails type-checking with a message that names the type. ok is false when
-// the engine does not know the field.
+// fails type-checking with a message that names the type, unless the type
+// is dyn. ok is false when the engine does not know the field.
 func celType(t *testing.T, path string) (typ string, ok bool) {
 	t.Helper()
 	expr := strings.ReplaceAll(path, "[]", "[0]")
 	_, err := policy.Parse("probe.yaml", fmt.Appendf(nil, "rules:\n  - name: probe\n    match: '%s == b\"\"'\n    action: deny\n", expr))
-	require.Error(t, err, "%s compared with bytes must not type-check", path)
+	if err == nil {
+		return "dyn", true
+	}
 	if strings.Contains(err.Error(), "undefined field") {
 		return "", false
 	}

@@ -27,7 +27,7 @@ func TestExamplePoliciesAreCovered(t *testing.T) {
 	policies, tests, err := policytest.Discover(examplesDir)
 	require.NoError(t, err)
 	require.NotEmpty(t, policies)
-	for _, want := range []string{"read-only-agent.yaml", "no-destructive.yaml", "prod-writes-approval.yaml", "baseline.yaml", "demo.yaml"} {
+	for _, want := range []string{"read-only-agent.yaml", "no-destructive.yaml", "prod-writes-approval.yaml", "baseline.yaml", "demo.yaml", "mcp.yaml"} {
 		assert.Contains(t, policies, filepath.Join(examplesDir, want))
 	}
 	for _, p := range policies {

@@ -8,7 +8,9 @@
 //
 // SQL in a case is classified by the PostgreSQL classifier the gateway uses
 // (protocol/postgres/pgsql), so a test sees exactly the statements, tables
-// and flags a rule would see in production.
+// and flags a rule would see in production; MCP messages are read by the
+// gateway's MCP parser (protocol/http/mcp), and the policy function sql()
+// is PostgreSQL's (policy/pgclassify).
 //
 // # Test files
 //
@@ -36,13 +38,20 @@
 //	sql: TEXT                    a PostgreSQL query (kind query), classified as a
 //	                             session with standard_conforming_strings: BOOL
 //	                             (default true) would run it
-//	http: {method, host, path, query, headers}       kind request; a ?query in
-//	                             path fills query
+//	http: {method, host, path, query, headers, body, content_type}   kind
+//	                             request; a ?query in path fills query; body
+//	                             is JSON (content_type application/json unless
+//	                             given)
+//	mcp: {method, tool, arguments, uri, prompt}   an MCP message (kind
+//	                             request, protocol http) as the gateway reads
+//	                             it: method defaults to tools/call with a
+//	                             tool, prompts/get with a prompt,
+//	                             resources/read with a uri
 //	k8s: {verb, api_group, resource, subresource, namespace, name}   kind request
 //	ssh: {channel_type, command, subsystem}   kind exec with a command, other
 //	                             with a subsystem, shell otherwise
 //	connect: true                kind connect, a session opening
-//	command: {protocol, kind, text, attrs, sql, http, k8s, ssh}   any command,
+//	command: {protocol, kind, text, attrs, sql, http, mcp, k8s, ssh}   any command,
 //	                             as it is recorded (JSON field names)
 //
 // and optionally attrs (a map added to the command's), identity (subject,
@@ -51,7 +60,8 @@
 // and now (a timestamp; default: the time of the run). Field names are
 // those of the policy variables. A case's identity, target, session or now
 // replaces the default one as a whole. The command's protocol is the
-// target's, else postgres, http, kubernetes or ssh by the form (command:
+// target's, else postgres, http (for http and mcp), kubernetes or ssh by
+// the form (command:
 // gives its own); a target without a protocol gets the command's.
 //
 // expect holds at least one check:
@@ -63,6 +73,9 @@
 //	approvers: [ENTRIES]         exactly these approvers; any order
 //	timeout: DURATION            the approval timeout (0s for none)
 //	message_contains: TEXT       the decision's message contains TEXT
+//	listed: BOOL                 (mcp tools/call) the tool is listed in the
+//	                             caller's tools/list: some arguments could
+//	                             make the call allowed or approvable
 //
 // Unknown keys are errors, as in policy files.
 package policytest
@@ -87,7 +100,9 @@ import (
 
 	"github.com/sluicegw/sluice/identity"
 	"github.com/sluicegw/sluice/policy"
+	_ "github.com/sluicegw/sluice/policy/pgclassify" // sql() in rules
 	"github.com/sluicegw/sluice/protocol"
+	"github.com/sluicegw/sluice/protocol/http/mcp"
 	"github.com/sluicegw/sluice/protocol/postgres/pgsql"
 )
 
@@ -116,6 +131,10 @@ type Expect struct {
 	Approvers       []string
 	Timeout         *time.Duration
 	MessageContains string
+	// Listed, for an MCP tools/call case, is whether the tool would be
+	// listed in the caller's tools/list: whether policy may allow a call
+	// of it with some arguments (policy.Engine.MayAllow).
+	Listed *bool
 }
 
 // Where says where the case is defined: "file:line".
@@ -437,11 +456,11 @@ func (p *parser) decodeJSON(field string, v *yaml.Node, dst any) bool {
 
 var caseKeys = []string{
 	"name", "identity", "target", "session", "now",
-	"sql", "standard_conforming_strings", "http", "k8s", "ssh", "connect", "command", "attrs",
+	"sql", "standard_conforming_strings", "http", "mcp", "k8s", "ssh", "connect", "command", "attrs",
 	"expect",
 }
 
-var commandForms = []string{"sql", "http", "k8s", "ssh", "connect", "command"}
+var commandForms = []string{"sql", "http", "mcp", "k8s", "ssh", "connect", "command"}
 
 // testCase parses case number i.
 func (p *parser) testCase(i int, n *yaml.Node, def defaults) *Case {
@@ -515,6 +534,10 @@ func (p *parser) testCase(i int, n *yaml.Node, def defaults) *Case {
 	if cmd == nil {
 		return nil
 	}
+	if c.Expect.Listed != nil && (cmd.MCP == nil || cmd.MCP.Method != "tools/call") {
+		p.errorf(expectNode.Line, "%sexpect.listed: only applies to an mcp tools/call case", prefix)
+		return nil
+	}
 	if len(attrs) > 0 {
 		if cmd.Attrs == nil {
 			cmd.Attrs = map[string]string{}
@@ -576,6 +599,17 @@ func (p *parser) command(prefix, form string, v *yaml.Node, sqlText string, scs 
 			return nil
 		}
 		return HTTPCommand(h)
+	case "mcp":
+		var m protocol.MCP
+		if !p.decodeJSON(prefix+"mcp", v, &m) {
+			return nil
+		}
+		c, err := MCPCommand(m)
+		if err != nil {
+			p.errorf(v.Line, "%smcp: %v", prefix, err)
+			return nil
+		}
+		return c
 	case "k8s":
 		var k protocol.K8s
 		if !p.decodeJSON(prefix+"k8s", v, &k) {
@@ -609,7 +643,7 @@ func (p *parser) command(prefix, form string, v *yaml.Node, sqlText string, scs 
 	return nil
 }
 
-var expectKeys = []string{"action", "rule", "rules", "mask", "approvers", "timeout", "message_contains"}
+var expectKeys = []string{"action", "rule", "rules", "mask", "approvers", "timeout", "message_contains", "listed"}
 
 func (p *parser) expect(prefix string, n *yaml.Node, e *Expect) {
 	where := prefix + "expect"
@@ -662,6 +696,13 @@ func (p *parser) expect(prefix string, n *yaml.Node, e *Expect) {
 			e.Timeout = &d
 		case "message_contains":
 			str(&e.MessageContains)
+		case "listed":
+			var b bool
+			if err := v.Decode(&b); err != nil {
+				p.errorf(v.Line, "%slisted: want true or false", prefix)
+				return
+			}
+			e.Listed = &b
 		}
 	})
 	if checks == 0 && n.Kind == yaml.MappingNode {
@@ -694,8 +735,20 @@ func ConnectCommand(subject, target string) *protocol.Command {
 
 // HTTPCommand is the command for an HTTP request (kind request, protocol
 // http). A query string in h.Path moves to h.Query (first value of each
-// name); entries already in h.Query win.
+// name); entries already in h.Query win. A body is read as the gateway
+// reads a JSON body (mcp.DecodeValue: integers as int, other numbers as
+// double), and its content type defaults to application/json.
 func HTTPCommand(h protocol.HTTP) *protocol.Command {
+	if h.Body != nil {
+		if b, err := json.Marshal(h.Body); err == nil {
+			if v, err := mcp.DecodeValue(b); err == nil {
+				h.Body = v
+			}
+		}
+		if h.ContentType == "" {
+			h.ContentType = "application/json"
+		}
+	}
 	if path, rawQuery, ok := strings.Cut(h.Path, "?"); ok {
 		h.Path = path
 		if q, err := url.ParseQuery(rawQuery); err == nil && len(q) > 0 {
@@ -716,6 +769,66 @@ func HTTPCommand(h protocol.HTTP) *protocol.Command {
 		text += "?" + v.Encode()
 	}
 	return &protocol.Command{Protocol: "http", Kind: protocol.KindRequest, Text: text, HTTP: &h}
+}
+
+// MCPCommand is the command for an MCP message as the gateway builds it:
+// m is sent as a JSON-RPC request (id 1; a notifications/... method as a
+// notification, rpc.response as a response) and read back by the gateway's
+// parser (protocol/http/mcp), so arguments have the types a rule sees in
+// production. The method defaults to tools/call with a tool, prompts/get
+// with a prompt and resources/read with a uri. Tool, prompt and uri only
+// apply to their methods.
+func MCPCommand(m protocol.MCP) (*protocol.Command, error) {
+	if m.Method == "" {
+		switch {
+		case m.Tool != "":
+			m.Method = "tools/call"
+		case m.Prompt != "":
+			m.Method = "prompts/get"
+		case m.URI != "":
+			m.Method = "resources/read"
+		default:
+			return nil, errors.New("method: required (tools/call, tools/list, resources/read, prompts/get, initialize, ...), or give a tool, prompt or uri")
+		}
+	}
+	params := map[string]any{}
+	for _, f := range []struct {
+		name, value, method string
+	}{{"tool", m.Tool, "tools/call"}, {"prompt", m.Prompt, "prompts/get"}, {"uri", m.URI, "resources/read"}} {
+		if f.value != "" && m.Method != f.method {
+			return nil, fmt.Errorf("%s: only applies to method %s, not %s", f.name, f.method, m.Method)
+		}
+	}
+	switch m.Method {
+	case "tools/call":
+		params["name"] = m.Tool
+	case "prompts/get":
+		params["name"] = m.Prompt
+	case "resources/read":
+		params["uri"] = m.URI
+	}
+	if m.Arguments != nil {
+		if m.Method != "tools/call" && m.Method != "prompts/get" {
+			return nil, fmt.Errorf("arguments: only apply to tools/call and prompts/get, not %s", m.Method)
+		}
+		params["arguments"] = m.Arguments
+	}
+	msg := map[string]any{"jsonrpc": "2.0", "id": 1, "method": m.Method, "params": params}
+	switch {
+	case strings.HasPrefix(m.Method, "notifications/"):
+		delete(msg, "id") // a notification
+	case m.Method == mcp.ResponseMethod:
+		msg = map[string]any{"jsonrpc": "2.0", "id": 1, "result": map[string]any{}} // the client's answer to the server
+	}
+	body, err := json.Marshal(msg)
+	if err != nil {
+		return nil, err
+	}
+	req, err := mcp.ParseRequest(body)
+	if err != nil {
+		return nil, err
+	}
+	return req.Messages[0].Command(), nil
 }
 
 // K8sCommand is the command for a Kubernetes API request (kind request,

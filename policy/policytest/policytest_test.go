@@ -183,7 +183,7 @@ func TestParseCasesErrors(t *testing.T) {
 		{"no cases", `defaults: {}`, "cases: required"},
 		{"unknown top key", "case: []\ncases: [{name: a, sql: x, expect: {action: deny}}]", `x_test.yaml:1: unknown key "case" (want policies, defaults, cases)`},
 		{"unknown case key", "cases:\n  - name: a\n    sqll: SELECT 1\n    expect: {action: deny}", `x_test.yaml:3: case "a": unknown key "sqll"`},
-		{"no command", "cases:\n  - name: a\n    expect: {action: deny}", `x_test.yaml:2: case "a": a command is required: one of sql, http, k8s, ssh, connect, command`},
+		{"no command", "cases:\n  - name: a\n    expect: {action: deny}", `x_test.yaml:2: case "a": a command is required: one of sql, http, mcp, k8s, ssh, connect, command`},
 		{"two commands", "cases:\n  - name: a\n    sql: SELECT 1\n    connect: true\n    expect: {action: deny}", `case "a": give one command`},
 		{"no expect", "cases:\n  - name: a\n    sql: SELECT 1", `case "a": expect: required`},
 		{"empty expect", "cases:\n  - name: a\n    sql: SELECT 1\n    expect: {}", `case "a": expect: want at least one of`},
@@ -203,6 +203,14 @@ func TestParseCasesErrors(t *testing.T) {
 		{"duplicate key", "cases:\n  - name: a\n    sql: x\n    sql: y\n    expect: {action: deny}", `case "a": sql: given twice`},
 		{"bad now", "cases:\n  - name: a\n    now: yesterday\n    sql: x\n    expect: {action: deny}", `case "a": now:`},
 		{"two documents", "cases: []\n---\ncases: []\n", "holds one YAML document"},
+		{"mcp without a method", "cases:\n  - name: a\n    mcp: {arguments: {q: 1}}\n    expect: {action: deny}", `x_test.yaml:3: case "a": mcp: method: required`},
+		{"mcp tool with another method", "cases:\n  - name: a\n    mcp: {method: tools/list, tool: x}\n    expect: {action: deny}", `case "a": mcp: tool: only applies to method tools/call, not tools/list`},
+		{"mcp arguments of a resource", "cases:\n  - name: a\n    mcp: {uri: file:///x, arguments: {a: 1}}\n    expect: {action: deny}", `mcp: arguments: only apply to tools/call and prompts/get, not resources/read`},
+		{"mcp typo", "cases:\n  - name: a\n    mcp: {tol: x}\n    expect: {action: deny}", `case "a": mcp: unknown field "tol"`},
+		{"mcp arguments not a map", "cases:\n  - name: a\n    mcp: {tool: x, arguments: [1]}\n    expect: {action: deny}", `case "a": mcp: arguments: want map[string]interface {}`},
+		{"listed without mcp", "cases:\n  - name: a\n    sql: SELECT 1\n    expect: {listed: true}", `x_test.yaml:4: case "a": expect.listed: only applies to an mcp tools/call case`},
+		{"listed not a bool", "cases:\n  - name: a\n    mcp: {tool: x}\n    expect: {listed: maybe}", `expect.listed: want true or false`},
+		{"http body typo", "cases:\n  - name: a\n    http: {method: POST, path: /, bodi: {}}\n    expect: {action: deny}", `http: unknown field "bodi"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -210,6 +218,103 @@ func TestParseCasesErrors(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
 		})
+	}
+}
+
+func TestMCPAndHTTPBodyCases(t *testing.T) {
+	cases, err := policytest.ParseCases("x_test.yaml", []byte(`
+defaults:
+  identity: {subject: agent, groups: [agents]}
+  target: {name: tools, protocol: http, options: {mcp: "true"}}
+cases:
+  - name: call
+    mcp: {tool: run_query, arguments: {query: "SELECT 1", limit: 10, ratio: 0.5, tags: [a], deep: {x: 1}}}
+    expect: {action: deny, listed: false}
+  - name: list
+    mcp: {method: tools/list}
+    expect: {action: deny}
+  - name: read
+    mcp: {uri: "file:///etc/motd"}
+    expect: {action: deny}
+  - name: prompt
+    mcp: {prompt: greet, arguments: {who: bob}}
+    expect: {action: deny}
+  - name: notification
+    mcp: {method: notifications/initialized}
+    expect: {action: deny}
+  - name: body
+    http: {method: POST, path: /api/query, body: {sql: "SELECT 1", limit: 5}}
+    expect: {action: deny}
+  - name: typed body
+    http: {method: POST, path: /api, body: [1], content_type: application/merge-patch+json}
+    expect: {action: deny}
+`))
+	require.NoError(t, err)
+	require.Len(t, cases, 7)
+	c := cases[0].Input.Command
+	assert.Equal(t, "http", c.Protocol)
+	assert.Equal(t, protocol.KindRequest, c.Kind)
+	assert.Equal(t, &protocol.MCP{Method: "tools/call", Tool: "run_query", Arguments: map[string]any{
+		"query": "SELECT 1", "limit": int64(10), "ratio": 0.5, "tags": []any{"a"}, "deep": map[string]any{"x": int64(1)}}}, c.MCP)
+	assert.Equal(t, `tools/call run_query {"deep":{"x":1},"limit":10,"query":"SELECT 1","ratio":0.5,"tags":["a"]}`, c.Text)
+	assert.Equal(t, map[string]string{"jsonrpc_id": "1"}, c.Attrs)
+	require.NotNil(t, cases[0].Expect.Listed)
+	assert.False(t, *cases[0].Expect.Listed)
+	assert.Equal(t, &protocol.MCP{Method: "tools/list"}, cases[1].Input.Command.MCP)
+	assert.Equal(t, &protocol.MCP{Method: "resources/read", URI: "file:///etc/motd"}, cases[2].Input.Command.MCP)
+	assert.Equal(t, "resources/read file:///etc/motd", cases[2].Input.Command.Text)
+	assert.Equal(t, &protocol.MCP{Method: "prompts/get", Prompt: "greet", Arguments: map[string]any{"who": "bob"}}, cases[3].Input.Command.MCP)
+	assert.Nil(t, cases[4].Input.Command.Attrs, "a notification has no id")
+	h := cases[5].Input.Command.HTTP
+	assert.Equal(t, "application/json", h.ContentType)
+	assert.Equal(t, map[string]any{"sql": "SELECT 1", "limit": int64(5)}, h.Body)
+	h = cases[6].Input.Command.HTTP
+	assert.Equal(t, "application/merge-patch+json", h.ContentType)
+	assert.Equal(t, []any{int64(1)}, h.Body)
+
+	assert.Equal(t, []string{
+		`command: http request "tools/call run_query {\"deep\":{\"x\":1},\"limit\":10,\"query\":\"SELECT 1\",\"ratio\":0.5,\"tags\":[\"a\"]}"`,
+		`mcp: method tools/call tool "run_query" arguments {"deep":{"x":1},"limit":10,"query":"SELECT 1","ratio":0.5,"tags":["a"]}`,
+	}, policytest.DescribeCommand(c))
+	assert.Equal(t, []string{
+		`command: http request "POST /api/query"`,
+		`http: content_type "application/json" body {"limit":5,"sql":"SELECT 1"}`,
+	}, policytest.DescribeCommand(cases[5].Input.Command))
+}
+
+func TestCheckMCP(t *testing.T) {
+	e, err := policy.Parse("mcp.yaml", []byte(`
+rules:
+  - name: ro
+    match: command.mcp.tool == "run_query" && has(command.mcp.arguments.query) && !sql(command.mcp.arguments.query).writes
+    action: allow
+  - name: body
+    match: command.http.content_type == "application/json" && command.http.body.limit > 100
+    action: deny
+  - name: http
+    match: command.http.method == "POST"
+    action: allow
+`))
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		yml  string
+		diff []string
+	}{
+		{"mcp: {tool: run_query, arguments: {query: SELECT 1}}\nexpect: {action: allow, rules: [ro], listed: true}", nil},
+		{"mcp: {tool: run_query, arguments: {query: DELETE FROM t}}\nexpect: {action: deny, rules: [], listed: true}", nil},
+		{"mcp: {tool: other}\nexpect: {action: deny, listed: true}", []string{"listed: want true, got false (may some arguments make a call of other allowed?)"}},
+		{"http: {method: POST, path: /, body: {limit: 1000}}\nexpect: {action: deny, rules: [body, http]}", nil},
+		{"http: {method: POST, path: /, body: {limit: 10}}\nexpect: {action: allow, rules: [http]}", nil},
+	} {
+		c := parseOne(t, "cases:\n  - name: c\n"+indent(tc.yml))
+		res := policytest.Check(e, c)
+		require.NoError(t, res.Err)
+		assert.Equal(t, len(tc.diff), len(res.Diff), "%s: %v", tc.yml, res.Diff)
+		for i, d := range tc.diff {
+			if i < len(res.Diff) {
+				assert.Contains(t, res.Diff[i], d)
+			}
+		}
 	}
 }
 

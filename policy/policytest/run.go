@@ -2,6 +2,7 @@ package policytest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/sluicegw/sluice/policy"
 	"github.com/sluicegw/sluice/protocol"
+	"github.com/sluicegw/sluice/protocol/http/mcp"
 )
 
 // Result is the outcome of one case.
@@ -126,7 +128,31 @@ func Check(e *policy.Engine, c *Case) *Result {
 	if x.MessageContains != "" && !strings.Contains(d.Message, x.MessageContains) {
 		res.Diff = append(res.Diff, fmt.Sprintf("message: want it to contain %q, got %q", x.MessageContains, d.Message))
 	}
+	if x.Listed != nil {
+		listed, err := Listed(e, &in)
+		switch {
+		case err != nil:
+			res.Err = err
+		case listed != *x.Listed:
+			res.Diff = append(res.Diff, fmt.Sprintf("listed: want %t, got %t (may some arguments make a call of %s allowed?)", *x.Listed, listed, in.Command.MCP.Tool))
+		}
+	}
 	return res
+}
+
+// Listed reports whether the tool of an MCP tools/call input would be
+// listed in the caller's tools/list: what the gateway asks policy
+// (policy.Engine.MayAllow) about a call of the tool with unknown
+// arguments.
+func Listed(e *policy.Engine, in *policy.Input) (bool, error) {
+	if in.Command == nil || in.Command.MCP == nil || in.Command.MCP.Tool == "" {
+		return false, errors.New("policytest: listed: not an MCP tools/call command")
+	}
+	probe := *in
+	cmd := mcp.ToolCommand(in.Command.MCP.Tool)
+	cmd.Protocol = in.Command.Protocol
+	probe.Command = cmd
+	return e.MayAllow(context.Background(), &probe)
 }
 
 // setDiff returns what want has that got lacks, and what got has beyond
@@ -242,6 +268,23 @@ func DescribeCommand(c *protocol.Command) []string {
 			}
 			lines = append(lines, fmt.Sprintf("sql: %s; writes=%t ddl=%t", strings.Join(stmts, "; "), s.Writes, s.DDL))
 		}
+	}
+	if h := c.HTTP; h != nil && (h.Body != nil || h.ContentType != "") {
+		body, _ := json.Marshal(h.Body)
+		lines = append(lines, fmt.Sprintf("http: content_type %q body %s", h.ContentType, body))
+	}
+	if m := c.MCP; m != nil {
+		d := "mcp: method " + m.Method
+		for _, f := range []struct{ k, v string }{{"tool", m.Tool}, {"prompt", m.Prompt}, {"uri", m.URI}} {
+			if f.v != "" {
+				d += fmt.Sprintf(" %s %q", f.k, f.v)
+			}
+		}
+		if m.Arguments != nil {
+			args, _ := json.Marshal(m.Arguments)
+			d += " arguments " + string(args)
+		}
+		lines = append(lines, d)
 	}
 	return lines
 }
