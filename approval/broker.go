@@ -191,7 +191,9 @@ func (b *Broker) Request(ctx context.Context, r *Request) (*Pending, error) {
 	r.ExpiresAt = now.Add(r.Timeout)
 	r.State = StatePending
 	r.Decisions, r.ResolvedAt, r.ResolvedReason, r.GrantUntil = nil, time.Time{}, "", time.Time{}
-	if err := b.store.Create(ctx, r); err != nil {
+	sctx, cancel := context.WithTimeout(ctx, b.cfg.StoreTimeout)
+	defer cancel()
+	if err := b.store.Create(sctx, r); err != nil {
 		return nil, fmt.Errorf("approval: store request: %w", err)
 	}
 	b.log.Info("approval requested", "request", r.ID, "session", r.SessionID, "requester", r.Requester.Subject,
@@ -288,7 +290,9 @@ func (b *Broker) Granted(ctx context.Context, who *identity.Identity, target pro
 	if who == nil || who.Subject == "" {
 		return nil, nil
 	}
-	rs, err := b.store.List(ctx, Filter{
+	sctx, cancel := context.WithTimeout(ctx, b.cfg.StoreTimeout)
+	defer cancel()
+	rs, err := b.store.List(sctx, Filter{
 		States:        []State{StateApproved},
 		GrantKey:      GrantKeyFor(who, target.Name, cmd),
 		GrantActiveAt: b.now(),

@@ -50,12 +50,15 @@ type FileOptions struct {
 	// writes its results in batches instead of one write(2) each. Entries
 	// that gate what happens next (session start and end, commands with
 	// their decisions, approvals) are always written at once, together
-	// with anything waiting before them. Zero means DefaultLinger; a
-	// negative value writes every entry at once.
+	// with anything waiting before them. Zero means DefaultLinger, except
+	// under the "always" policy, which promises every entry on disk when
+	// Write returns: there zero writes every entry at once. A negative
+	// value writes every entry at once under any policy.
 	Linger time.Duration `yaml:"linger" json:"linger,omitempty"`
 }
 
-// DefaultLinger is FileOptions.Linger when it is zero.
+// DefaultLinger is FileOptions.Linger when it is zero, under the
+// "interval" and "never" policies.
 const DefaultLinger = 100 * time.Millisecond
 
 // lingerBytes is how much may wait in memory before it is written anyway.
@@ -83,6 +86,11 @@ func (o FileOptions) withDefaults() FileOptions {
 	}
 	if o.Linger == 0 {
 		o.Linger = DefaultLinger
+		if o.Fsync == FsyncAlways {
+			// A result the client was answered for must not wait in
+			// memory, where a crash loses it.
+			o.Linger = -1
+		}
 	}
 	return o
 }
@@ -94,9 +102,10 @@ func (o FileOptions) withDefaults() FileOptions {
 // Durability: session start and end, command and approval entries reach
 // the operating system (one write(2)) before Write returns; result,
 // output, notice and error entries may wait in memory for up to Linger
-// (default 100ms) or 64 KiB, and are written in order ahead of the next
-// entry that cannot wait. Killing the gateway process therefore loses at
-// most the results of the last Linger. What a power failure or kernel
+// (default 100ms; not at all under "always" unless Linger is set) or 64
+// KiB, and are written in order ahead of the next entry that cannot wait.
+// Killing the gateway process therefore loses at most the results of the
+// last Linger. What a power failure or kernel
 // crash can lose further depends on
 // the fsync policy: nothing under "always"; under "interval", the entries
 // written since the last fsync, which is at most Interval old when another
@@ -106,14 +115,17 @@ func (o FileOptions) withDefaults() FileOptions {
 // possibly with a cut last line.
 //
 // A failed write or fsync breaks the recorder: that Write and every later
-// one return an error, so the session fails closed.
+// one return an error, so the session fails closed. The part of a failed
+// write that reached the file is cut back to its last whole line (a full
+// disk leaves a recording that verifies, incomplete).
 type FileSink struct {
 	dir  string
 	opts FileOptions
 
 	// Test hooks.
-	now  func() time.Time
-	sync func(f *os.File) error
+	now   func() time.Time
+	sync  func(f *os.File) error
+	write func(f *os.File, b []byte) (int, error)
 }
 
 // NewFileSink returns a sink writing under dir, creating dir (0700) if it
@@ -129,10 +141,11 @@ func NewFileSink(dir string, opts FileOptions) (*FileSink, error) {
 		return nil, fmt.Errorf("recording: create directory: %w", err)
 	}
 	return &FileSink{
-		dir:  dir,
-		opts: opts.withDefaults(),
-		now:  time.Now,
-		sync: (*os.File).Sync,
+		dir:   dir,
+		opts:  opts.withDefaults(),
+		now:   time.Now,
+		sync:  (*os.File).Sync,
+		write: (*os.File).Write,
 	}, nil
 }
 
@@ -202,6 +215,7 @@ type fileRecorder struct {
 	pending    bytes.Buffer // encoded lines not yet written to f
 	timer      *time.Timer  // writes pending after Linger
 	timerArmed bool
+	size       int64 // bytes of whole lines in f
 	lastSync   time.Time
 	dirty      bool  // written since the last fsync
 	err        error // sticky: the recorder is broken
@@ -272,15 +286,20 @@ func (r *fileRecorder) writePendingLocked() error {
 	if r.pending.Len() == 0 {
 		return nil
 	}
-	_, err := r.f.Write(r.pending.Bytes())
+	b := r.pending.Bytes()
+	n, err := r.sink.write(r.f, b)
+	if err != nil {
+		r.err = fmt.Errorf("recording: write %s: %w", r.path, err)
+		r.cutPartialLineLocked(b[:max(n, 0)])
+	} else {
+		r.size += int64(n)
+	}
 	if r.pending.Cap() > 4*lingerBytes {
 		r.pending = bytes.Buffer{}
 	} else {
 		r.pending.Reset()
 	}
 	if err != nil {
-		// The lines may be partly written: the recording is broken.
-		r.err = fmt.Errorf("recording: write %s: %w", r.path, err)
 		return r.err
 	}
 	r.dirty = true
@@ -293,6 +312,21 @@ func (r *fileRecorder) writePendingLocked() error {
 		}
 	}
 	return nil
+}
+
+// cutPartialLineLocked keeps the whole lines of a failed write (written,
+// the part of it that reached the file) and cuts the rest off, so that a
+// full disk leaves a recording that verifies up to its last whole entry
+// (incomplete, like a crashed gateway's) rather than one whose last line
+// is cut mid-way, which verifying reports as damage.
+func (r *fileRecorder) cutPartialLineLocked(written []byte) {
+	keep := int64(bytes.LastIndexByte(written, '\n') + 1)
+	r.size += keep
+	if keep < int64(len(written)) {
+		if err := r.f.Truncate(r.size); err != nil {
+			r.err = fmt.Errorf("%w (and cutting its partly written line off failed: %w)", r.err, err)
+		}
+	}
 }
 
 func (r *fileRecorder) syncLocked() error {

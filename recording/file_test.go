@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,6 +66,27 @@ func TestFileOptionsValidate(t *testing.T) {
 		})
 	}
 	assert.Equal(t, FileOptions{Fsync: FsyncInterval, Interval: time.Second, Linger: DefaultLinger}, FileOptions{}.withDefaults())
+	// "always" keeps no entry in memory unless asked to (a killed gateway
+	// lost the results of commands its clients had been answered for:
+	// test/e2e TestFaultGatewayKilled).
+	assert.Negative(t, FileOptions{Fsync: FsyncAlways}.withDefaults().Linger)
+	assert.Equal(t, time.Second, FileOptions{Fsync: FsyncAlways, Linger: time.Second}.withDefaults().Linger)
+}
+
+// Under "always", a result is on disk when Write returns.
+func TestFileSinkAlwaysWritesResultsAtOnce(t *testing.T) {
+	s, dir := newSink(t, FileOptions{Fsync: FsyncAlways})
+	syncs := 0
+	s.sync = func(f *os.File) error { syncs++; return f.Sync() }
+	rec, err := s.Open(context.Background(), sessionInfo(testID))
+	require.NoError(t, err)
+	es := sampleEntries(testID)
+	for _, e := range es[:3] { // session.start, command, result
+		require.NoError(t, rec.Write(e))
+	}
+	assert.Equal(t, 3, verifyFile(t, filepath.Join(dir, testID+".jsonl")).Entries)
+	assert.Equal(t, 3, syncs)
+	require.NoError(t, rec.Close())
 }
 
 func TestFileSinkRecordsAndVerifies(t *testing.T) {
@@ -294,6 +316,39 @@ func TestFileRecorderFailsClosed(t *testing.T) {
 			assert.GreaterOrEqual(t, rep.Entries, 2)
 		})
 	}
+}
+
+// A full disk cuts a write short: the whole lines that reached the file
+// stay, the cut one is removed, and the recording verifies (incomplete)
+// instead of looking damaged.
+func TestFileRecorderFullDiskKeepsWholeLines(t *testing.T) {
+	s, dir := newSink(t, FileOptions{Fsync: FsyncNever, Linger: time.Hour})
+	rec, err := s.Open(context.Background(), sessionInfo(testID))
+	require.NoError(t, err)
+	es := sampleEntries(testID)
+	require.NoError(t, rec.Write(es[0]))
+	require.NoError(t, rec.Write(es[1]))
+	require.NoError(t, rec.Write(es[2]), "a result waits in memory")
+
+	// The next write (the waiting result and a command) reaches the disk
+	// up to the middle of the command's line.
+	s.write = func(f *os.File, b []byte) (int, error) {
+		n := strings.IndexByte(string(b), '\n') + 1 + 40
+		m, err := f.Write(b[:n])
+		if err != nil {
+			return m, err
+		}
+		return m, fmt.Errorf("write: %w", syscall.ENOSPC)
+	}
+	err = rec.Write(es[3])
+	require.ErrorIs(t, err, syscall.ENOSPC)
+	assert.Equal(t, err, rec.Write(es[4]), "the recorder stays broken")
+	_ = rec.Close()
+
+	rep := verifyFile(t, filepath.Join(dir, testID+".jsonl"))
+	assert.True(t, rep.Intact, rep.Problem)
+	assert.False(t, rep.Complete)
+	assert.Equal(t, 3, rep.Entries, "session.start, the command and the result that fitted")
 }
 
 func TestFileSinkLinger(t *testing.T) {

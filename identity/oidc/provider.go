@@ -175,7 +175,14 @@ func (p *provider) refresh(ctx context.Context) {
 	op, jwksURL := p.op, p.jwksURL
 	p.mu.Unlock()
 
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+	// The fetch outlives a caller that gives up (others may wait on it),
+	// but not the caller's own deadline when that is sooner: a handshake
+	// must be able to refuse before it is cut off.
+	deadline := now.Add(fetchTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	fctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	var err error
 	if op == nil {

@@ -34,6 +34,39 @@ type sourceKey struct {
 type catalog struct {
 	mu      sync.Mutex
 	entries map[sourceKey]catalogEntry
+
+	// lookups admits one catalog query at a time per target: sessions
+	// that miss the cache together (many agents starting the same query)
+	// wait for the first one's answer instead of each opening a
+	// connection of its own, which at the backend's max_connections
+	// fails their masking (found by test/e2e TestLoadMixedSessions).
+	lookupsOnce sync.Once
+	lookups     chan struct{}
+}
+
+// lookupSlot is the one-slot semaphore of catalog queries.
+func (c *catalog) lookupSlot() chan struct{} {
+	c.lookupsOnce.Do(func() { c.lookups = make(chan struct{}, 1) })
+	return c.lookups
+}
+
+// cached fills out from the cache and returns the keys it lacks.
+func (c *catalog) cached(database string, fields []pgproto3.FieldDescription, out []sourceColumn, now time.Time) []sourceKey {
+	var missing []sourceKey
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, f := range fields {
+		if f.TableOID == 0 || f.TableAttributeNumber == 0 {
+			continue
+		}
+		k := sourceKey{database, f.TableOID, f.TableAttributeNumber}
+		if e, ok := c.entries[k]; ok && now.Sub(e.at) < catalogTTL {
+			out[i] = e.src
+		} else {
+			missing = append(missing, k)
+		}
+	}
+	return missing
 }
 
 type catalogEntry struct {
@@ -52,22 +85,20 @@ const (
 // plain column references get the zero sourceColumn.
 func (p *Plugin) sources(ctx context.Context, s protocol.Session, database string, fields []pgproto3.FieldDescription) ([]sourceColumn, error) {
 	out := make([]sourceColumn, len(fields))
-	var missing []sourceKey
 	now := time.Now()
-	p.catalog.mu.Lock()
-	for i, f := range fields {
-		if f.TableOID == 0 || f.TableAttributeNumber == 0 {
-			continue
-		}
-		k := sourceKey{database, f.TableOID, f.TableAttributeNumber}
-		if e, ok := p.catalog.entries[k]; ok && now.Sub(e.at) < catalogTTL {
-			out[i] = e.src
-		} else {
-			missing = append(missing, k)
-		}
-	}
-	p.catalog.mu.Unlock()
+	missing := p.catalog.cached(database, fields, out, now)
 	if len(missing) == 0 {
+		return out, nil
+	}
+	slot := p.catalog.lookupSlot()
+	select {
+	case slot <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("postgres: waiting for a catalog lookup: %w", ctx.Err())
+	}
+	defer func() { <-slot }()
+	// The lookup this one waited for may have brought what it needs.
+	if missing = p.catalog.cached(database, fields, out, now); len(missing) == 0 {
 		return out, nil
 	}
 	found, err := p.queryCatalog(ctx, s, database, missing)

@@ -98,6 +98,7 @@ type relay struct {
 	drainReason string
 	closing     bool
 	backendErr  string // a FATAL the backend sent, for the end reason
+	backendLost bool   // the backend connection ended under the session
 	clientDone  bool   // the client sent Terminate
 	serverParam map[string]string
 
@@ -183,6 +184,7 @@ func (r *relay) run(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	draining, drainReason, backendErr, clientDone := r.draining && r.closing, r.drainReason, r.backendErr, r.clientDone
+	backendLost := r.backendLost
 	r.mu.Unlock()
 	switch {
 	case clientDone:
@@ -195,6 +197,9 @@ func (r *relay) run(ctx context.Context) error {
 		return fmt.Errorf("drained: %s", drainReason)
 	case backendErr != "":
 		return fmt.Errorf("backend ended the session: %s", backendErr)
+	case backendLost:
+		// Whether or not the client, told so, closed first.
+		return errors.New("backend closed the connection")
 	case gotReq && errors.Is(reqErr, errClientClosed):
 		return nil
 	case gotReq:
@@ -696,6 +701,7 @@ func (r *relay) responseLoop(ctx context.Context) error {
 		typ, body, err := r.br.next()
 		if err != nil {
 			r.cw.flush()
+			r.backendGone(ctx)
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
 				return errors.New("backend closed the connection")
 			}
@@ -709,6 +715,35 @@ func (r *relay) responseLoop(ctx context.Context) error {
 				return fmt.Errorf("writing to client: %w", err)
 			}
 		}
+	}
+}
+
+// backendGone records the command in flight as failed when the backend
+// connection ended under it, and tells the client why its session ends
+// when the backend sent no FATAL of its own. PostgreSQL sends none when it
+// is terminated (pg_terminate_backend, a fast shutdown) while blocked
+// writing to a client that reads slowly: it only closes the socket
+// (ProcessClientWriteInterrupt in src/backend/tcop/postgres.c stops output
+// so as not to block). A client reading through the gateway would then see
+// a bare EOF; it reads an 08006 FATAL instead, as libpq reports "server
+// closed the connection unexpectedly". Nothing is done when the gateway
+// closed the backend itself or the client said goodbye.
+func (r *relay) backendGone(ctx context.Context) {
+	r.mu.Lock()
+	quiet := r.closing || r.clientDone
+	told := r.backendErr != ""
+	if !quiet {
+		r.backendLost = true
+	}
+	r.mu.Unlock()
+	if quiet {
+		return
+	}
+	if h := r.head(); h != nil && h.res != nil && h.deny == nil && !told {
+		r.recordResult(ctx, h.res, "", "the backend closed the connection")
+	}
+	if !told {
+		r.sendFatal(codeConnectionFailure, "sluice: the backend closed the connection unexpectedly (it may have been terminated or restarted); reconnect")
 	}
 }
 
