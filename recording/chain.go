@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 )
 
 // The hash chain.
@@ -242,7 +241,10 @@ func (r *Reader) next() (*Entry, error) {
 		}
 		return nil, &ChainError{Line: n, What: "not valid JSON"}
 	}
-	want := strings.ToLower(string(line[len(line)-suffixLen+len(hashPrefix) : len(line)-2]))
+	// The encoder writes the hash in lowercase; the same hash in capitals
+	// is an edit too (compared as bytes, every changed byte breaks the
+	// line, and Head is exactly what the next line's prev must say).
+	want := string(line[len(line)-suffixLen+len(hashPrefix) : len(line)-2])
 	b := append(line[:len(line)-suffixLen], '}')
 	sum := sha256.Sum256(b)
 	if hex.EncodeToString(sum[:]) != want {

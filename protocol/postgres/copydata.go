@@ -171,17 +171,17 @@ func encodeTextCopyRow(dst []byte, values [][]byte, spec *pgsql.CopyOut) []byte 
 // decodeCSVCopyRow splits a CSV row (ending in a newline, which may also
 // appear inside quoted values) into values. An unquoted value equal to the
 // null string is NULL.
+//
+// A row sent to the client always ends in a bare "\n" (CopySendEndOfRow:
+// "the FE/BE protocol uses \n as newline for all platforms"), so a "\r"
+// before it is data: the closing quote of the last value when the COPY says
+// QUOTE E'\r'.
 func decodeCSVCopyRow(row []byte, spec *pgsql.CopyOut, dst [][]byte) ([][]byte, error) {
 	n := len(row)
-	if n > 0 && row[n-1] == '\n' {
-		n--
-		if n > 0 && row[n-1] == '\r' {
-			n--
-		}
-	} else {
+	if n == 0 || row[n-1] != '\n' {
 		return nil, errCopyRow
 	}
-	row = row[:n]
+	row = row[:n-1]
 	dst = dst[:0]
 	i := 0
 	for {

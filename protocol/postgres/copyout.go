@@ -158,6 +158,12 @@ func (res *result) copyData(body []byte, limits protocol.Limits) []byte {
 	}
 	cp := res.copy
 	if cp == nil {
+		if res.masker != nil {
+			// CopyData with no CopyOutResponse before it: there is no
+			// format to read its rows by, so they cannot be masked.
+			res.maskErr = errors.New("COPY data without a CopyOutResponse")
+			return nil
+		}
 		res.bytes += int64(len(body))
 		return body
 	}

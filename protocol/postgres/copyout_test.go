@@ -201,4 +201,25 @@ func TestCopyCodecs(t *testing.T) {
 	assert.Error(t, err)
 	_, err = decodeTextCopyRow([]byte("no newline"), text, nil)
 	assert.Error(t, err)
+
+	// COPY ... (FORMAT csv, QUOTE E'\r') is accepted by PostgreSQL, which
+	// then ends a row "\r\n": the "\r" closes the last value (found by
+	// FuzzCopyTextCSVRow).
+	cr := &pgsql.CopyOut{Format: pgsql.CopyCSV, Delimiter: ',', Null: "", Quote: '\r', Escape: '\r'}
+	vals, err = decodeCSVCopyRow([]byte("\r0\r,\ra\"b\r\n"), cr, nil)
+	require.NoError(t, err)
+	assert.Equal(t, [][]byte{[]byte("0"), []byte(`a"b`)}, vals)
+}
+
+// TestCopyDataWithoutCopyOutResponse: CopyData for a masked result that
+// no CopyOutResponse announced cannot be read by any format, so it is
+// withheld and the result fails, rather than relayed unmasked (found by
+// FuzzRelay). Unmasked, it is relayed as it is.
+func TestCopyDataWithoutCopyOutResponse(t *testing.T) {
+	res := &result{masker: markerMasker{repl: []byte("x")}}
+	assert.Nil(t, res.copyData([]byte("1\tSECRET\n"), protocol.Limits{}))
+	assert.Error(t, res.maskErr)
+
+	res = &result{}
+	assert.Equal(t, []byte("1\tSECRET\n"), res.copyData([]byte("1\tSECRET\n"), protocol.Limits{}))
 }
