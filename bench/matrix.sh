@@ -99,33 +99,10 @@ done
 PGPASSWORD=$token PGCONNECT_TIMEOUT=2 psql "host=127.0.0.1 port=$GWPORT dbname=$DB user=bench sslmode=disable" -qAtc "select 1" >/dev/null \
   || { echo "sluice did not come up:"; cat "$work/refserver.log"; exit 1; }
 
-bouncer=""
-if command -v pgbouncer >/dev/null && [ "${PGBOUNCER:-1}" = 1 ]; then
-  chmod 755 "$work"
-  cat > "$work/pgbouncer.ini" <<INI
-[databases]
-$DB = host=$PGHOST port=$PGPORT dbname=$DB user=postgres
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $BOUNCERPORT
-auth_type = any
-pool_mode = session
-max_client_conn = 200
-default_pool_size = 60
-logfile = $work/pgbouncer.log
-pidfile = $work/pgbouncer.pid
-unix_socket_dir =
-INI
-  if [ "$(id -u)" = 0 ]; then
-    touch "$work/pgbouncer.log"; chown postgres "$work/pgbouncer.ini" "$work/pgbouncer.log" "$work"
-    runuser -u postgres -- pgbouncer -d "$work/pgbouncer.ini" && bouncer=1
-  else
-    pgbouncer -d "$work/pgbouncer.ini" && bouncer=1
-  fi
-  sleep 0.5
-else
-  echo "# pgbouncer not installed (or PGBOUNCER=0): the pgbouncer column is skipped"
-fi
+# shellcheck source=bench/pgbouncer.sh
+. "$here/bench/pgbouncer.sh"
+start_pgbouncer 60
+[ -n "$bouncer" ] || echo "# pgbouncer not installed (or PGBOUNCER=0): the pgbouncer column is skipped"
 
 # bench runs pgbench and prints "tps p50_ms p99_ms" from its log.
 bench() { # $1 = port, $2 = user, $3 = password, $4 = workload, $5 = mode, $6 = clients, $7 = tag

@@ -151,31 +151,9 @@ fi
 # pgbouncer, when installed, is measured alongside as a peer: a proxy in
 # the same data path that does no checking, masking or recording.
 BOUNCERPORT=${BOUNCERPORT:-16435}
-bouncer=""
-if command -v pgbouncer >/dev/null && [ "${PGBOUNCER:-1}" = 1 ]; then
-  chmod 755 "$work"
-  cat > "$work/pgbouncer.ini" <<INI
-[databases]
-$DB = host=$PGHOST port=$PGPORT dbname=$DB user=postgres
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $BOUNCERPORT
-auth_type = any
-pool_mode = session
-max_client_conn = 200
-default_pool_size = 50
-logfile = $work/pgbouncer.log
-pidfile = $work/pgbouncer.pid
-unix_socket_dir =
-INI
-  if [ "$(id -u)" = 0 ]; then
-    touch "$work/pgbouncer.log"; chown postgres "$work/pgbouncer.ini" "$work/pgbouncer.log" "$work"
-    runuser -u postgres -- pgbouncer -d "$work/pgbouncer.ini" && bouncer=1
-  else
-    pgbouncer -d "$work/pgbouncer.ini" && bouncer=1
-  fi
-  sleep 0.5
-fi
+# shellcheck source=bench/pgbouncer.sh
+. "$here/bench/pgbouncer.sh"
+start_pgbouncer 50
 
 run() { # $1 = port, $2 = mode, $3 = password
   PGPASSWORD=$3 PGSSLMODE=disable pgbench -h 127.0.0.1 -p "$1" -U "${4:-postgres}" -S -n -M "$2" \
