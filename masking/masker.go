@@ -458,7 +458,8 @@ func guard(err *error) {
 }
 
 // MaskText masks what the detectors find in text and returns the result
-// (text itself when nothing matched) with the number of matches. Matches
+// (text itself when nothing matched) with the number of values replaced
+// (overlapping matches count once, as the winning entry). Matches
 // whose strategy is null are removed.
 func (m *Masker) MaskText(text []byte, counts map[string]int) ([]byte, int) {
 	var arr [8]span
@@ -466,13 +467,15 @@ func (m *Masker) MaskText(text []byte, counts map[string]int) ([]byte, int) {
 	if len(spans) == 0 {
 		return text, 0
 	}
+	// Count what is replaced, after overlapping matches merge, as the
+	// text stream does: one value found by two detectors is one.
+	spans = m.mergeSpans(spans)
 	n := len(spans)
 	if counts != nil {
 		for _, s := range spans {
 			counts[m.dets[s.rule].entry]++
 		}
 	}
-	spans = m.mergeSpans(spans)
 	out := make([]byte, 0, len(text)+16)
 	pos := 0
 	for _, s := range spans {

@@ -107,3 +107,22 @@ func TestTextStreamWriterError(t *testing.T) {
 	assert.ErrorIs(t, err, assert.AnError)
 	assert.ErrorIs(t, s.Close(), assert.AnError)
 }
+
+// TestMaskTextCountsReplacements: MaskText counts what it replaces, after
+// overlapping matches merge, as the text stream does; a JWT that the
+// secret detector also matches is one masked value, not four.
+func TestMaskTextCountsReplacements(t *testing.T) {
+	m, err := Compile(BuiltinNames(), Options{})
+	require.NoError(t, err)
+	text := []byte("token " + jwtOf(`{"alg":"HS256"}`, `{"sub":"1234567890"}`) + "\n")
+	whole := map[string]int{}
+	out, n := m.MaskText(text, whole)
+	var buf bytes.Buffer
+	ts := m.NewTextStream(&buf)
+	_, err = ts.Write(text)
+	require.NoError(t, err)
+	require.NoError(t, ts.Close())
+	assert.Equal(t, buf.String(), string(out))
+	assert.Equal(t, ts.Counts(), whole)
+	assert.Equal(t, 1, n)
+}
