@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sluicegw/sluice/approval"
-	"github.com/sluicegw/sluice/approval/sqlitestore"
 	"github.com/sluicegw/sluice/credstore"
 	"github.com/sluicegw/sluice/gateway"
 	"github.com/sluicegw/sluice/identity"
@@ -57,12 +55,7 @@ func TestAdminLoginInBrowser(t *testing.T) {
 		oidc.WithLogger(slog.New(slog.DiscardHandler)))
 	require.NoError(t, err)
 
-	store, err := sqlitestore.Open(ctx, sqlitestore.Config{Path: filepath.Join(t.TempDir(), sqlitestore.DefaultFile)})
-	require.NoError(t, err)
-	t.Cleanup(func() { store.Close() })
-	broker, err := approval.New(ctx, approval.Config{Store: store, GatewayID: "e2e-sso"})
-	require.NoError(t, err)
-	t.Cleanup(func() { broker.Close() })
+	broker := newBroker(t, ctx, "e2e-sso")
 	engine, err := policy.Parse("sso.yaml", []byte(`
 rules:
   - name: connect

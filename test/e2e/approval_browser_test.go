@@ -22,7 +22,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sluicegw/sluice/approval"
-	"github.com/sluicegw/sluice/approval/sqlitestore"
 	"github.com/sluicegw/sluice/credstore"
 	"github.com/sluicegw/sluice/gateway"
 	"github.com/sluicegw/sluice/identity"
@@ -60,12 +59,7 @@ func TestApprovalPageInBrowser(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "drop table if exists e2e_browser_approval") })
 
-	store, err := sqlitestore.Open(ctx, sqlitestore.Config{Path: filepath.Join(t.TempDir(), sqlitestore.DefaultFile)})
-	require.NoError(t, err)
-	t.Cleanup(func() { store.Close() })
-	broker, err := approval.New(ctx, approval.Config{Store: store, GatewayID: "e2e-browser"})
-	require.NoError(t, err)
-	t.Cleanup(func() { broker.Close() })
+	broker := newBroker(t, ctx, "e2e-browser")
 	engine, err := policy.Parse("browser.yaml", []byte(`
 rules:
   - name: connect

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -19,7 +18,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sluicegw/sluice/approval"
-	"github.com/sluicegw/sluice/approval/sqlitestore"
 	"github.com/sluicegw/sluice/identity"
 	"github.com/sluicegw/sluice/internal/pgtest"
 	"github.com/sluicegw/sluice/policy"
@@ -42,12 +40,7 @@ func TestApprovalThroughGateway(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "drop table if exists e2e_approval") })
 
-	store, err := sqlitestore.Open(ctx, sqlitestore.Config{Path: filepath.Join(t.TempDir(), sqlitestore.DefaultFile)})
-	require.NoError(t, err)
-	t.Cleanup(func() { store.Close() })
-	broker, err := approval.New(ctx, approval.Config{Store: store, GatewayID: "e2e"})
-	require.NoError(t, err)
-	t.Cleanup(func() { broker.Close() })
+	broker := newBroker(t, ctx, "e2e")
 
 	engine, err := policy.Parse("approval.yaml", []byte(`
 rules:
@@ -235,12 +228,7 @@ func TestApprovalQuorumAndConcurrentSessions(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "drop table if exists e2e_quorum") })
 
-	store, err := sqlitestore.Open(ctx, sqlitestore.Config{Path: filepath.Join(t.TempDir(), sqlitestore.DefaultFile)})
-	require.NoError(t, err)
-	t.Cleanup(func() { store.Close() })
-	broker, err := approval.New(ctx, approval.Config{Store: store, GatewayID: "e2e-quorum"})
-	require.NoError(t, err)
-	t.Cleanup(func() { broker.Close() })
+	broker := newBroker(t, ctx, "e2e-quorum")
 	engine, err := policy.Parse("quorum.yaml", []byte(`
 rules:
   - name: connect
@@ -310,12 +298,7 @@ func TestApprovalLatency(t *testing.T) {
 	pgtest.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	store, err := sqlitestore.Open(ctx, sqlitestore.Config{Path: filepath.Join(t.TempDir(), sqlitestore.DefaultFile)})
-	require.NoError(t, err)
-	t.Cleanup(func() { store.Close() })
-	broker, err := approval.New(ctx, approval.Config{Store: store, GatewayID: "e2e-latency"})
-	require.NoError(t, err)
-	t.Cleanup(func() { broker.Close() })
+	broker := newBroker(t, ctx, "e2e-latency")
 	engine, err := policy.Parse("latency.yaml", []byte(`
 rules:
   - name: connect

@@ -39,7 +39,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sluicegw/sluice/approval"
-	"github.com/sluicegw/sluice/approval/sqlitestore"
 	"github.com/sluicegw/sluice/credstore"
 	"github.com/sluicegw/sluice/gateway"
 	"github.com/sluicegw/sluice/identity"
@@ -792,12 +791,7 @@ func TestHTTPStreamsIncrementally(t *testing.T) {
 func TestHTTPApprovalHoldAndAsync(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	store, err := sqlitestore.Open(ctx, sqlitestore.Config{Path: filepath.Join(t.TempDir(), sqlitestore.DefaultFile)})
-	require.NoError(t, err)
-	t.Cleanup(func() { store.Close() })
-	broker, err := approval.New(ctx, approval.Config{Store: store, GatewayID: "e2e-http"})
-	require.NoError(t, err)
-	t.Cleanup(func() { broker.Close() })
+	broker := newBroker(t, ctx, "e2e-http")
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "done %s %s", r.Method, r.URL.Path) })
@@ -841,7 +835,7 @@ func TestHTTPApprovalHoldAndAsync(t *testing.T) {
 	default:
 	}
 	assert.Empty(t, be.requests(), "nothing reaches the backend before approval")
-	_, err = broker.Approve(ctx, id, dba, "fine")
+	_, err := broker.Approve(ctx, id, dba, "fine")
 	require.NoError(t, err)
 	select {
 	case a := <-done:

@@ -21,8 +21,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/sluicegw/sluice/approval"
-	"github.com/sluicegw/sluice/approval/sqlitestore"
 	"github.com/sluicegw/sluice/credstore"
 	"github.com/sluicegw/sluice/identity"
 	"github.com/sluicegw/sluice/internal/pgtest"
@@ -57,12 +55,7 @@ func TestCredentialIsolation(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	store, err := sqlitestore.Open(ctx, sqlitestore.Config{Path: filepath.Join(dir, sqlitestore.DefaultFile)})
-	require.NoError(t, err)
-	t.Cleanup(func() { store.Close() })
-	broker, err := approval.New(ctx, approval.Config{Store: store, GatewayID: "iso"})
-	require.NoError(t, err)
-	t.Cleanup(func() { broker.Close() })
+	broker := newBroker(t, ctx, "iso")
 
 	engine, err := policy.Parse("iso.yaml", []byte(`
 rules:

@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluicegw/sluice/approval"
+	"github.com/sluicegw/sluice/approval/sqlitestore"
 	"github.com/sluicegw/sluice/credstore"
 	"github.com/sluicegw/sluice/gateway"
 	"github.com/sluicegw/sluice/identity"
@@ -695,4 +696,17 @@ func (p *pty) write(t *testing.T, s string) {
 	t.Helper()
 	_, err := p.master.WriteString(s)
 	require.NoError(t, err)
+}
+
+// newBroker starts an approval broker on a SQLite store in the test's temp
+// dir; both close when the test ends.
+func newBroker(t *testing.T, ctx context.Context, gatewayID string) *approval.Broker {
+	t.Helper()
+	store, err := sqlitestore.Open(ctx, sqlitestore.Config{Path: filepath.Join(t.TempDir(), sqlitestore.DefaultFile)})
+	require.NoError(t, err)
+	t.Cleanup(func() { store.Close() })
+	broker, err := approval.New(ctx, approval.Config{Store: store, GatewayID: gatewayID})
+	require.NoError(t, err)
+	t.Cleanup(func() { broker.Close() })
+	return broker
 }
