@@ -132,7 +132,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sluicegw/sluice/protocol"
@@ -228,8 +227,7 @@ type Plugin struct {
 	target *protocol.Target
 	opts   options
 
-	mu    sync.Mutex
-	conns map[protocol.Session]*clientConn
+	conns protocol.Conns[*clientConn]
 }
 
 // New builds the plugin for a target from its address and options.
@@ -238,7 +236,7 @@ func New(t *protocol.Target) (protocol.Plugin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("http: target %s: %w", t.Name, err)
 	}
-	return &Plugin{target: t, opts: o, conns: map[protocol.Session]*clientConn{}}, nil
+	return &Plugin{target: t, opts: o}, nil
 }
 
 // Name implements protocol.Plugin.
@@ -248,24 +246,9 @@ func (p *Plugin) Name() string { return Name }
 // close at once, and a connection with requests in flight closes when
 // they are done (HTTP/2: GOAWAY).
 func (p *Plugin) Drain(s protocol.Session, reason string) {
-	p.mu.Lock()
-	c := p.conns[s]
-	p.mu.Unlock()
-	if c != nil {
+	if c, ok := p.conns.Get(s); ok {
 		c.drain(reason)
 	}
-}
-
-func (p *Plugin) track(s protocol.Session, c *clientConn) {
-	p.mu.Lock()
-	p.conns[s] = c
-	p.mu.Unlock()
-}
-
-func (p *Plugin) untrack(s protocol.Session) {
-	p.mu.Lock()
-	delete(p.conns, s)
-	p.mu.Unlock()
 }
 
 func parseOptions(t *protocol.Target) (options, error) {

@@ -48,8 +48,8 @@ func (p *Plugin) Serve(ctx context.Context, client net.Conn, s protocol.Session)
 	}
 	c.transport = p.newTransport(c.limits)
 	c.srv = c.newServer(ctx)
-	p.track(s, c)
-	defer p.untrack(s)
+	p.conns.Add(s, c)
+	defer p.conns.Remove(s)
 	return c.serve(ctx)
 }
 

@@ -147,7 +147,7 @@ func FuzzRelay(f *testing.F) {
 
 func newFuzzPlugin() *Plugin {
 	return &Plugin{target: &protocol.Target{Name: "fuzz", Protocol: Name}, host: "127.0.0.1", port: "1",
-		conns: map[protocol.Session]*relay{}, classifier: pgsql.NewClassifier(64)}
+		classifier: pgsql.NewClassifier(64)}
 }
 
 var discardLog = slog.New(slog.NewTextHandler(io.Discard, nil))

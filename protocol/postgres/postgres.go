@@ -20,7 +20,6 @@ package postgres
 import (
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/sluicegw/sluice/protocol"
 	"github.com/sluicegw/sluice/protocol/postgres/pgsql"
@@ -57,8 +56,7 @@ type Plugin struct {
 	classifier *pgsql.Classifier
 	catalog    catalog
 
-	mu    sync.Mutex
-	conns map[protocol.Session]*relay
+	conns protocol.Conns[*relay]
 }
 
 // New builds the plugin for a target. The target's Address is host:port
@@ -73,7 +71,7 @@ func New(t *protocol.Target) (protocol.Plugin, error) {
 	default:
 		return nil, fmt.Errorf("postgres: target %s: options.sslmode %q is not a libpq sslmode", t.Name, m)
 	}
-	return &Plugin{target: t, host: host, port: port, conns: map[protocol.Session]*relay{},
+	return &Plugin{target: t, host: host, port: port,
 		classifier: pgsql.NewClassifier(classifierCacheSize)}, nil
 }
 
@@ -84,24 +82,9 @@ func (p *Plugin) Name() string { return Name }
 // with an admin-shutdown error as soon as no command is in flight and no
 // transaction is open.
 func (p *Plugin) Drain(s protocol.Session, reason string) {
-	p.mu.Lock()
-	r := p.conns[s]
-	p.mu.Unlock()
-	if r != nil {
+	if r, ok := p.conns.Get(s); ok {
 		r.drain(reason)
 	}
-}
-
-func (p *Plugin) track(s protocol.Session, r *relay) {
-	p.mu.Lock()
-	p.conns[s] = r
-	p.mu.Unlock()
-}
-
-func (p *Plugin) untrack(s protocol.Session) {
-	p.mu.Lock()
-	delete(p.conns, s)
-	p.mu.Unlock()
 }
 
 func splitHostPort(addr string) (string, string, error) {

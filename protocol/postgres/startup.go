@@ -224,8 +224,8 @@ func (p *Plugin) Serve(ctx context.Context, client net.Conn, s protocol.Session)
 		r.searchPathChanged.Store(true) // may say -c search_path=...
 	}
 	p.cancels.attach(keyID, r)
-	p.track(s, r)
-	defer p.untrack(s)
+	p.conns.Add(s, r)
+	defer p.conns.Remove(s)
 	return r.run(ctx)
 }
 
