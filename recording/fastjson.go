@@ -3,6 +3,7 @@ package recording
 import (
 	"encoding/base64"
 	"encoding/json"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -13,18 +14,13 @@ import (
 
 // appendChained appends the JSON of a chained entry to b, producing the
 // same bytes as encoding/json (with HTML escaping off) for the entry types
-// on a session's hot path: commands and results. It reports false when the
-// entry has a part it does not encode itself (an identity, a target, an
-// HTTP or Kubernetes command...); the caller then uses encoding/json. A
+// on a session's hot path: commands of every protocol and results. It
+// reports false when the entry has a part it does not encode itself (an
+// identity, a target, a value in an HTTP body or MCP arguments of a type
+// the parsers do not produce...); the caller then uses encoding/json. A
 // test holds the two encoders byte-for-byte equal.
 func appendChained(b []byte, e *Entry, prev string) ([]byte, bool) {
 	if e.Identity != nil || e.Target != nil {
-		return b, false
-	}
-	if c := e.Command; c != nil && (c.HTTP != nil || c.MCP != nil || c.K8s != nil || c.SSH != nil) {
-		return b, false
-	}
-	if e.Result != nil && len(e.Result.MaskedBy) > 0 {
 		return b, false
 	}
 	b = append(b, `{"seq":`...)
@@ -43,7 +39,10 @@ func appendChained(b []byte, e *Entry, prev string) ([]byte, bool) {
 	}
 	if e.Command != nil {
 		b = append(b, `,"command":`...)
-		b = appendCommand(b, e.Command)
+		var ok bool
+		if b, ok = appendCommand(b, e.Command); !ok {
+			return b, false
+		}
 	}
 	if e.Decision != nil {
 		b = append(b, `,"decision":`...)
@@ -82,7 +81,9 @@ func appendField(b []byte, name, v string) []byte {
 	return appendString(b, v)
 }
 
-func appendCommand(b []byte, c *protocol.Command) []byte {
+// appendCommand reports false when an HTTP body or MCP arguments hold a
+// value appendValue does not write.
+func appendCommand(b []byte, c *protocol.Command) ([]byte, bool) {
 	b = append(b, `{"protocol":`...)
 	b = appendString(b, c.Protocol)
 	b = append(b, `,"kind":`...)
@@ -126,24 +127,88 @@ func appendCommand(b []byte, c *protocol.Command) []byte {
 		}
 		b = append(b, '}')
 	}
-	if len(c.Attrs) > 0 {
-		b = append(b, `,"attrs":{`...)
-		keys := make([]string, 0, len(c.Attrs))
-		for k := range c.Attrs {
-			keys = append(keys, k)
+	if h := c.HTTP; h != nil {
+		b = append(b, `,"http":{"method":`...)
+		b = appendString(b, h.Method)
+		b = appendField(b, "host", h.Host)
+		b = appendField(b, "path", h.Path)
+		if len(h.Query) > 0 {
+			b = append(b, `,"query":`...)
+			b = appendMap(b, h.Query, appendString)
 		}
-		slices.Sort(keys)
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
+		if len(h.Headers) > 0 {
+			b = append(b, `,"headers":`...)
+			b = appendMap(b, h.Headers, appendString)
+		}
+		if h.ContentType != "" {
+			b = appendField(b, "content_type", h.ContentType)
+		}
+		if h.Body != nil {
+			b = append(b, `,"body":`...)
+			var ok bool
+			if b, ok = appendValue(b, h.Body, 0); !ok {
+				return b, false
 			}
-			b = appendString(b, k)
-			b = append(b, ':')
-			b = appendString(b, c.Attrs[k])
 		}
 		b = append(b, '}')
 	}
-	return append(b, '}')
+	if m := c.MCP; m != nil {
+		b = append(b, `,"mcp":{"method":`...)
+		b = appendString(b, m.Method)
+		if m.Tool != "" {
+			b = appendField(b, "tool", m.Tool)
+		}
+		if len(m.Arguments) > 0 {
+			b = append(b, `,"arguments":`...)
+			var ok bool
+			if b, ok = appendObject(b, m.Arguments, 0); !ok {
+				return b, false
+			}
+		}
+		if m.URI != "" {
+			b = appendField(b, "uri", m.URI)
+		}
+		if m.Prompt != "" {
+			b = appendField(b, "prompt", m.Prompt)
+		}
+		b = append(b, '}')
+	}
+	if k := c.K8s; k != nil {
+		b = append(b, `,"k8s":{"verb":`...)
+		b = appendString(b, k.Verb)
+		if k.APIGroup != "" {
+			b = appendField(b, "api_group", k.APIGroup)
+		}
+		if k.Resource != "" {
+			b = appendField(b, "resource", k.Resource)
+		}
+		if k.Subresource != "" {
+			b = appendField(b, "subresource", k.Subresource)
+		}
+		if k.Namespace != "" {
+			b = appendField(b, "namespace", k.Namespace)
+		}
+		if k.Name != "" {
+			b = appendField(b, "name", k.Name)
+		}
+		b = append(b, '}')
+	}
+	if s := c.SSH; s != nil {
+		b = append(b, `,"ssh":{"channel_type":`...)
+		b = appendString(b, s.ChannelType)
+		if s.Command != "" {
+			b = appendField(b, "command", s.Command)
+		}
+		if s.Subsystem != "" {
+			b = appendField(b, "subsystem", s.Subsystem)
+		}
+		b = append(b, '}')
+	}
+	if len(c.Attrs) > 0 {
+		b = append(b, `,"attrs":`...)
+		b = appendMap(b, c.Attrs, appendString)
+	}
+	return append(b, '}'), true
 }
 
 func appendDecision(b []byte, d *protocol.Decision) []byte {
@@ -167,6 +232,10 @@ func appendDecision(b []byte, d *protocol.Decision) []byte {
 	if d.Timeout != 0 {
 		b = append(b, `,"timeout":`...)
 		b = strconv.AppendInt(b, int64(d.Timeout), 10)
+	}
+	if d.GrantWindow != 0 {
+		b = append(b, `,"grant_window":`...)
+		b = strconv.AppendInt(b, int64(d.GrantWindow), 10)
 	}
 	if len(d.Mask) > 0 {
 		b = append(b, `,"mask":`...)
@@ -212,6 +281,10 @@ func appendResult(b []byte, r *protocol.Result) []byte {
 		b = append(b, `,"masked":`...)
 		b = strconv.AppendInt(b, r.Masked, 10)
 	}
+	if len(r.MaskedBy) > 0 {
+		b = append(b, `,"masked_by":`...)
+		b = appendMap(b, r.MaskedBy, appendInt)
+	}
 	if r.Error != "" {
 		b = appendField(b, "error", r.Error)
 	}
@@ -253,6 +326,125 @@ func appendNullableStrings(b []byte, ss []*string) []byte {
 
 // appendString quotes s as encoding/json does with HTML escaping off.
 func appendString(b []byte, s string) []byte { return jsonquote.Append(b, s) }
+
+func appendInt(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }
+
+// appendMap appends a non-nil map as encoding/json does: an object with
+// its keys sorted, quoted as strings.
+func appendMap[V any](b []byte, m map[string]V, appendElem func([]byte, V) []byte) []byte {
+	var buf [8]string
+	b = append(b, '{')
+	for i, k := range sortedKeys(buf[:0], m) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = appendElem(b, m[k])
+	}
+	return append(b, '}')
+}
+
+// sortedKeys appends the keys of m to keys, which callers give a small
+// array on their stack to fill, and sorts them.
+func sortedKeys[V any](keys []string, m map[string]V) []string {
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// maxValueDepth bounds the nesting of the JSON values appendValue writes,
+// as protocol/http bounds the bodies it parses. A deeper value, or a
+// cyclic one, is left to encoding/json.
+const maxValueDepth = 1000
+
+// appendValue appends a parsed JSON value (an HTTP body, an MCP argument)
+// as encoding/json writes it: map[string]any, []any, string, bool, nil,
+// int64 and float64, which are what protocol/http and protocol/http/mcp
+// parse JSON into. It reports false for any other type, for a float
+// encoding/json refuses (NaN, an infinity), and for a container at depth
+// maxValueDepth or deeper; v is at depth d, a whole body at 0.
+func appendValue(b []byte, v any, d int) ([]byte, bool) {
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...), true
+	case string:
+		return appendString(b, x), true
+	case bool:
+		return strconv.AppendBool(b, x), true
+	case int64:
+		return strconv.AppendInt(b, x, 10), true
+	case float64:
+		return appendFloat(b, x)
+	case map[string]any:
+		return appendObject(b, x, d)
+	case []any:
+		if x == nil {
+			return append(b, "null"...), true
+		}
+		if d >= maxValueDepth {
+			return b, false
+		}
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var ok bool
+			if b, ok = appendValue(b, e, d+1); !ok {
+				return b, false
+			}
+		}
+		return append(b, ']'), true
+	}
+	return b, false
+}
+
+// appendObject is appendValue for a map[string]any.
+func appendObject(b []byte, m map[string]any, d int) ([]byte, bool) {
+	if m == nil {
+		return append(b, "null"...), true
+	}
+	if d >= maxValueDepth {
+		return b, false
+	}
+	var buf [8]string
+	b = append(b, '{')
+	for i, k := range sortedKeys(buf[:0], m) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		var ok bool
+		if b, ok = appendValue(b, m[k], d+1); !ok {
+			return b, false
+		}
+	}
+	return append(b, '}'), true
+}
+
+// appendFloat writes f as encoding/json's float64 encoder does: like
+// ES6's number to string conversion, the shortest decimal that reads back
+// as f, with an exponent (not padded to two digits) only for magnitudes
+// below 1e-6 or from 1e21.
+func appendFloat(b []byte, f float64) ([]byte, bool) {
+	if math.IsInf(f, 0) || math.IsNaN(f) {
+		return b, false
+	}
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if n := len(b); format == 'e' && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+		b[n-2] = b[n-1]
+		b = b[:n-1]
+	}
+	return b, true
+}
 
 // stdChained is the encoding/json fallback, kept for the test that holds
 // the fast encoder to it.

@@ -1,7 +1,8 @@
 package recording
 
 import (
-	"bytes"
+	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -40,6 +41,59 @@ func hotEntries() []*Entry {
 		{Seq: 4, Type: string(protocol.EventResult), Result: &protocol.Result{}},
 		{Seq: 5, Type: string(protocol.EventError), Code: "42501", Message: weird, Data: []byte{0, 1, 2, 250}, Reason: "r", ClientAddr: "1.2.3.4:5"},
 		{Seq: 6, Type: TypeSessionEnd, Reason: weird},
+		{Seq: 7, Session: "S2", Type: TypeCommand,
+			Command: &protocol.Command{Protocol: "http", Kind: protocol.KindRequest, Text: "POST /v1/x?q=" + weird,
+				HTTP: &protocol.HTTP{Method: "POST", Host: "api.example:8443", Path: "/v1/" + weird,
+					Query:       map[string]string{"q": weird, weird: "", "": "empty name", "b": "2", "a": "1"},
+					Headers:     map[string]string{"content-type": "application/json", "x-" + weird: weird, "accept": "*/*"},
+					ContentType: "application/json", Body: weirdValue(weird)},
+				Attrs: map[string]string{"body_parsed": "true"}},
+			Decision: &protocol.Decision{Action: protocol.RequireApproval, Approvers: []string{"group:ops"}, GrantWindow: time.Hour}},
+		{Seq: 8, Type: TypeCommand, Command: &protocol.Command{Protocol: "http", Kind: protocol.KindRequest,
+			HTTP: &protocol.HTTP{Method: "GET", Query: map[string]string{}, Headers: map[string]string{}, Body: map[string]any{}}}},
+		{Seq: 9, Type: TypeCommand, Command: &protocol.Command{Protocol: "http", Kind: protocol.KindRequest,
+			HTTP: &protocol.HTTP{Method: "PUT", Body: []any{}}}},
+		{Seq: 10, Type: TypeCommand, Command: &protocol.Command{Protocol: "http", Kind: protocol.KindRequest,
+			HTTP: &protocol.HTTP{Method: "PUT", Body: map[string]any(nil)}}},
+		{Seq: 11, Type: TypeCommand, Command: &protocol.Command{Protocol: "http", Kind: protocol.KindRequest,
+			HTTP: &protocol.HTTP{Method: "PUT", Body: weird}}},
+		{Seq: 12, Type: TypeCommand, Command: &protocol.Command{Protocol: "http", Kind: protocol.KindRequest,
+			HTTP: &protocol.HTTP{Method: "PUT", Body: math.Copysign(0, -1)}}},
+		{Seq: 13, Type: TypeCommand, Command: &protocol.Command{Protocol: "http", Kind: protocol.KindRequest,
+			HTTP: &protocol.HTTP{}}},
+		{Seq: 14, Session: "S2", Type: TypeCommand,
+			Command: &protocol.Command{Protocol: "http", Kind: protocol.KindRequest, Text: "tools/call run_query",
+				MCP: &protocol.MCP{Method: "tools/call", Tool: weird, URI: "file:///" + weird, Prompt: weird,
+					Arguments: weirdValue(weird).(map[string]any)}}},
+		{Seq: 15, Type: TypeCommand, Command: &protocol.Command{Protocol: "http", Kind: protocol.KindRequest,
+			MCP: &protocol.MCP{Method: "resources/read", Arguments: map[string]any{}}}},
+		{Seq: 16, Type: TypeCommand, Command: &protocol.Command{Protocol: "kubernetes", Kind: protocol.KindRequest,
+			K8s: &protocol.K8s{Verb: "delete", APIGroup: "apps", Resource: "deployments", Subresource: weird, Namespace: "prod", Name: weird}}},
+		{Seq: 17, Type: TypeCommand, Command: &protocol.Command{Protocol: "kubernetes", Kind: protocol.KindRequest,
+			K8s: &protocol.K8s{}}},
+		{Seq: 18, Type: TypeCommand, Command: &protocol.Command{Protocol: "ssh", Kind: protocol.KindExec,
+			SSH: &protocol.SSH{ChannelType: "session", Command: weird, Subsystem: "sftp"}}},
+		{Seq: 19, Type: TypeCommand, Command: &protocol.Command{Protocol: "ssh", Kind: protocol.KindShell,
+			SSH: &protocol.SSH{}}},
+		{Seq: 20, Type: string(protocol.EventResult), CommandSeq: 7,
+			Result: &protocol.Result{Tag: "200", Columns: []string{"body"}, Data: [][]*string{{strp(weird)}}, Masked: 6,
+				MaskedBy: map[string]int64{"email": 2, weird: 3, "": 1, "backend-credential": math.MaxInt64, "neg": math.MinInt64}}},
+		{Seq: 21, Type: string(protocol.EventResult), Result: &protocol.Result{MaskedBy: map[string]int64{}}},
+	}
+}
+
+// weirdValue is a parsed JSON body with every type and number the parsers
+// produce, awkward strings as keys and values, and empty containers.
+func weirdValue(weird string) any {
+	return map[string]any{
+		weird: weird,
+		"":    "",
+		"numbers": []any{int64(0), int64(1), int64(-1), int64(math.MaxInt64), int64(math.MinInt64),
+			1.5, -1.5, 0.0, math.Copysign(0, -1), 1e20, 1e21, -1e21, 123456789012345678.0, 1e-6, 1e-7, -1e-7,
+			0.1, 1.0 / 3, 2e-9, 1.5e-300, 5e-324, math.MaxFloat64, -math.MaxFloat64, 9007199254740993.0, 1e100},
+		"nested":             map[string]any{"a": map[string]any{"b": []any{[]any{}, map[string]any{}, nil, true, false}}},
+		"nils":               []any{nil, map[string]any(nil), []any(nil)},
+		"z\x00\x1f<&>\u2028": map[string]any{"\xff": "\xfe", "é": "日本"},
 	}
 }
 
@@ -53,25 +107,137 @@ func TestFastEncoderMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+// randString returns a short string of awkward pieces: quotes, control
+// characters, invalid and truncated UTF-8, U+2028, HTML characters.
+func randString(r *rand.Rand) string {
+	alphabet := []string{"a", "\"", "\\", "\n", "\x01", "\x7f", "é", "\xff", "\u2028", "日", "<", " ", "\xe2\x80"}
+	var sb strings.Builder
+	for n := r.IntN(12); n > 0; n-- {
+		sb.WriteString(alphabet[r.IntN(len(alphabet))])
+	}
+	return sb.String()
+}
+
 func TestFastEncoderRandomStrings(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	alphabet := []string{"a", "\"", "\\", "\n", "\x01", "\x7f", "é", "\xff", "\u2028", "日", "<", " ", "\xe2\x80"}
-	randStr := func() string {
-		var sb strings.Builder
-		for n := r.IntN(12); n > 0; n-- {
-			sb.WriteString(alphabet[r.IntN(len(alphabet))])
-		}
-		return sb.String()
-	}
 	for i := 0; i < 2000; i++ {
-		e := &Entry{Seq: uint64(i), Type: TypeCommand, Session: randStr(),
-			Command:  &protocol.Command{Protocol: randStr(), Kind: protocol.Kind(randStr()), Text: randStr(), Attrs: map[string]string{randStr(): randStr()}},
-			Decision: &protocol.Decision{Action: protocol.Action(randStr()), Message: randStr()}}
+		e := &Entry{Seq: uint64(i), Type: TypeCommand, Session: randString(r),
+			Command: &protocol.Command{Protocol: randString(r), Kind: protocol.Kind(randString(r)), Text: randString(r),
+				HTTP:  &protocol.HTTP{Method: randString(r), Headers: map[string]string{randString(r): randString(r)}},
+				Attrs: map[string]string{randString(r): randString(r)}},
+			Decision: &protocol.Decision{Action: protocol.Action(randString(r)), Message: randString(r)},
+			Result:   &protocol.Result{MaskedBy: map[string]int64{randString(r): r.Int64(), randString(r): -r.Int64()}}}
 		want, err := stdChained(e, ZeroHash)
 		require.NoError(t, err)
 		got, ok := appendChained(nil, e, ZeroHash)
 		require.True(t, ok)
 		require.Equal(t, string(want), string(got))
+	}
+}
+
+// randValue returns a random parsed JSON value, as protocol/http parses a
+// body, with containers nested at most depth deep and about *budget values
+// in all.
+func randValue(r *rand.Rand, depth int, budget *int) any {
+	*budget--
+	n := 10
+	if depth == 0 || *budget <= 0 {
+		n = 6
+	}
+	switch r.IntN(n) {
+	case 0:
+		return nil
+	case 1:
+		return r.IntN(2) == 0
+	case 2:
+		return randString(r)
+	case 3:
+		return r.Int64()>>r.IntN(64) - r.Int64()>>r.IntN(64)
+	case 4:
+		// Round numbers at every scale, around the exponent cut-offs.
+		return float64(r.Int64N(2e6)-1e6) * math.Pow10(r.IntN(60)-30)
+	case 5:
+		for {
+			if f := math.Float64frombits(r.Uint64()); !math.IsNaN(f) && !math.IsInf(f, 0) {
+				return f
+			}
+		}
+	case 6, 7:
+		m := map[string]any{}
+		for k := r.IntN(5); k > 0; k-- {
+			m[randString(r)] = randValue(r, depth-1, budget)
+		}
+		return m
+	default:
+		a := []any{}
+		for k := r.IntN(5); k > 0; k-- {
+			a = append(a, randValue(r, depth-1, budget))
+		}
+		return a
+	}
+}
+
+func TestFastEncoderRandomValues(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 3000; i++ {
+		budget := 40
+		body := randValue(r, 6, &budget)
+		args := map[string]any{randString(r): randValue(r, 6, &budget), randString(r): randValue(r, 6, &budget)}
+		e := &Entry{Seq: uint64(i), Type: TypeCommand,
+			Command: &protocol.Command{Protocol: "http", Kind: protocol.KindRequest,
+				HTTP: &protocol.HTTP{Method: "POST", Body: body}, MCP: &protocol.MCP{Method: "tools/call", Arguments: args}}}
+		want, err := stdChained(e, ZeroHash)
+		require.NoError(t, err)
+		got, ok := appendChained(nil, e, ZeroHash)
+		require.True(t, ok)
+		require.Equal(t, string(want), string(got))
+	}
+}
+
+// TestFastEncoderLeavesUnknownValuesToEncodingJSON: a value of a type the
+// JSON parsers do not produce, a float encoding/json refuses, or nesting
+// deeper than maxValueDepth is left to encoding/json rather than written
+// in some other way.
+func TestFastEncoderLeavesUnknownValuesToEncodingJSON(t *testing.T) {
+	type point struct{ X int }
+	nest := func(n int) any {
+		var v any = "leaf"
+		for range n {
+			v = []any{v}
+		}
+		return v
+	}
+	cyclic := map[string]any{}
+	cyclic["self"] = cyclic
+	values := map[string]any{
+		"int": 1, "int inside": map[string]any{"a": []any{int64(1), 2}}, "float32": float32(1),
+		"struct": point{1}, "pointer": &point{1}, "json.Number": json.Number("1"), "json.RawMessage": json.RawMessage("1"),
+		"[]byte": []byte("x"), "[]string": []string{"a"}, "map[string]string": map[string]string{"a": "b"},
+		"NaN": math.NaN(), "+Inf": math.Inf(1), "-Inf inside": map[string]any{"a": []any{nil, math.Inf(-1)}},
+		"too deep": nest(maxValueDepth + 1), "cyclic": cyclic,
+	}
+	for name, v := range values {
+		for _, c := range []*protocol.Command{
+			{Protocol: "http", Kind: protocol.KindRequest, HTTP: &protocol.HTTP{Method: "POST", Body: v}},
+			{Protocol: "http", Kind: protocol.KindRequest, MCP: &protocol.MCP{Method: "tools/call", Arguments: map[string]any{"v": v}}},
+		} {
+			_, ok := appendChained(nil, &Entry{Type: TypeCommand, Command: c}, ZeroHash)
+			assert.False(t, ok, name)
+		}
+	}
+
+	// As deep as protocol/http parses takes the fast path; one deeper is
+	// still recorded, by encoding/json.
+	for _, n := range []int{maxValueDepth, maxValueDepth + 1} {
+		e := &Entry{Type: TypeCommand, Command: &protocol.Command{Protocol: "http", Kind: protocol.KindRequest,
+			HTTP: &protocol.HTTP{Method: "POST", Body: nest(n)}}}
+		want, err := stdChained(e, ZeroHash)
+		require.NoError(t, err)
+		got, ok := appendChained(nil, e, ZeroHash)
+		if assert.Equal(t, n == maxValueDepth, ok, "depth %d", n) && ok {
+			assert.Equal(t, string(want), string(got))
+		}
+		require.NoError(t, NewEncoder(discard{}).Encode(e))
 	}
 }
 
@@ -97,30 +263,114 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
-// TestFastEncoderKnowsEveryCommandPart: a command with any protocol part
-// the fast encoder does not write itself is left to encoding/json, so no
-// part is dropped from a recording.
-func TestFastEncoderKnowsEveryCommandPart(t *testing.T) {
-	parts := map[string]*protocol.Command{
-		"http": {Protocol: "http", Kind: protocol.KindQuery, HTTP: &protocol.HTTP{Method: "GET", Path: "/x", Body: map[string]any{"a": 1.0}}},
-		"mcp":  {Protocol: "http", Kind: protocol.KindQuery, MCP: &protocol.MCP{Method: "tools/call", Tool: "run_query", Arguments: map[string]any{"query": "select 1"}}},
-		"k8s":  {Protocol: "kubernetes", Kind: protocol.KindQuery, K8s: &protocol.K8s{Verb: "get"}},
-		"ssh":  {Protocol: "ssh", Kind: protocol.KindQuery, SSH: &protocol.SSH{ChannelType: "session"}},
+// TestFastEncoderWritesEveryField: an entry with every field set, down
+// through every protocol part, encodes as with encoding/json, so that a
+// field added to Entry or to a type it holds fails here until the fast
+// encoder writes it, rather than being dropped from recordings.
+func TestFastEncoderWritesEveryField(t *testing.T) {
+	var e Entry
+	v := reflect.ValueOf(&e).Elem()
+	for i := range v.NumField() {
+		if f := v.Type().Field(i); f.Name != "Identity" && f.Name != "Target" {
+			fill(v.Field(i))
+		}
 	}
-	for name, c := range parts {
-		e := &Entry{Seq: 2, Session: "S", Type: TypeCommand, Command: c}
-		_, ok := appendChained(nil, e, ZeroHash)
-		assert.False(t, ok, "%s: left to encoding/json", name)
-		var out bytes.Buffer
-		require.NoError(t, NewEncoder(&out).Encode(e), name)
-		assert.Contains(t, out.String(), `"`+name+`":`, "%s: the part is in the recording", name)
+	want, err := stdChained(&e, ZeroHash)
+	require.NoError(t, err)
+	got, ok := appendChained(nil, &e, ZeroHash)
+	require.True(t, ok)
+	assert.Equal(t, string(want), string(got))
+	for _, part := range []string{"sql", "http", "mcp", "k8s", "ssh", "body", "arguments", "masked_by", "grant_window"} {
+		assert.Contains(t, string(got), `"`+part+`":`)
 	}
-	// Every pointer part of Command is listed above: a new one must be
-	// added here and to appendChained's fallback.
-	typ := reflect.TypeFor[protocol.Command]()
-	for i := range typ.NumField() {
-		if f := typ.Field(i); f.Type.Kind() == reflect.Pointer && f.Name != "SQL" {
-			assert.Contains(t, parts, strings.ToLower(f.Name), "Command.%s is not covered", f.Name)
+}
+
+// fill sets every exported field reachable from v to a value that is not
+// empty: one element in each slice and map, a parsed JSON object in each
+// interface.
+func fill(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString("s")
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		v.SetInt(7)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		v.SetUint(7)
+	case reflect.Float32, reflect.Float64:
+		v.SetFloat(1.5)
+	case reflect.Pointer:
+		p := reflect.New(v.Type().Elem())
+		fill(p.Elem())
+		v.Set(p)
+	case reflect.Slice:
+		s := reflect.MakeSlice(v.Type(), 1, 1)
+		fill(s.Index(0))
+		v.Set(s)
+	case reflect.Map:
+		k, e := reflect.New(v.Type().Key()).Elem(), reflect.New(v.Type().Elem()).Elem()
+		fill(k)
+		fill(e)
+		m := reflect.MakeMap(v.Type())
+		m.SetMapIndex(k, e)
+		v.Set(m)
+	case reflect.Interface:
+		v.Set(reflect.ValueOf(map[string]any{"k": []any{"s", int64(7), 1.5, true, nil}}))
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				fill(v.Field(i))
+			}
+		}
+	}
+}
+
+// benchHTTPEntries are an HTTP command with a parsed JSON body and its
+// result: a masked 2 KiB response body.
+func benchHTTPEntries() (command, result *Entry) {
+	command = &Entry{Seq: 7, Time: time.Date(2026, 3, 4, 5, 6, 7, 8, time.UTC), Session: "01JABCDEF", Type: TypeCommand,
+		Command: &protocol.Command{Protocol: "http", Kind: protocol.KindRequest, Text: "POST /api/v1/orders",
+			HTTP: &protocol.HTTP{Method: "POST", Host: "api.internal:8443", Path: "/api/v1/orders",
+				Query: map[string]string{"dry_run": "true", "page": "2"},
+				Headers: map[string]string{"accept": "application/json", "content-type": "application/json; charset=utf-8",
+					"user-agent": "orders-client/1.4", "content-length": "231", "x-request-id": "6f1c2a9e-03b1-4c55-9d0e-1f2a3b4c5d6e"},
+				ContentType: "application/json",
+				Body: map[string]any{
+					"customer": map[string]any{"id": int64(42), "email": "ada@example.com", "vip": true},
+					"items": []any{
+						map[string]any{"sku": "A-1", "qty": int64(2), "price": 19.99},
+						map[string]any{"sku": "B-7", "qty": int64(1), "price": 5.5, "tags": []any{"gift", "fragile"}},
+					},
+					"note": "leave at the door", "express": false, "coupon": nil,
+				}},
+			Attrs: map[string]string{"body_sha256": strings.Repeat("ab", 32), "body_parsed": "true"}},
+		Decision: &protocol.Decision{Action: protocol.Allow, Rules: []string{"orders-api"}}}
+	body := strings.Repeat(`{"id":1,"email":"****************","name":"Ada Lovelace"},`, 36)[:2048]
+	result = &Entry{Seq: 8, Time: time.Date(2026, 3, 4, 5, 6, 7, 9, time.UTC), Session: "01JABCDEF", Type: string(protocol.EventResult), CommandSeq: 7,
+		Result: &protocol.Result{Tag: "200", Bytes: 2048, Duration: 3 * time.Millisecond, Columns: []string{"body"}, Data: [][]*string{{&body}},
+			Masked: 36, MaskedBy: map[string]int64{"email": 35, "backend-credential": 1}}}
+	return command, result
+}
+
+func BenchmarkEncodeHTTPCommand(b *testing.B) {
+	e, _ := benchHTTPEntries()
+	enc := NewEncoder(discard{})
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := enc.Encode(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEncodeHTTPResult(b *testing.B) {
+	_, e := benchHTTPEntries()
+	enc := NewEncoder(discard{})
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := enc.Encode(e); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
