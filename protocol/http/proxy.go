@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	nethttp "net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -246,7 +247,12 @@ func (x *exchange) forward(ctx context.Context, masks []string, exch *Exchange) 
 	out.Header = header
 	out.Trailer = r.Trailer
 
-	resp, err := c.transport.RoundTrip(out)
+	var resp *nethttp.Response
+	if c.direct != nil && directEligible(out) {
+		resp, err = c.direct.roundTrip(out)
+	} else {
+		resp, err = c.transport.RoundTrip(out)
+	}
 	x.recordRequestBody(capture)
 	if err != nil {
 		if r.Context().Err() != nil {
@@ -318,9 +324,13 @@ func outboundHeader(r *nethttp.Request, upgrade, credHeader string) nethttp.Head
 // from the environment, no transparent decompression (bodies pass as the
 // backend encoded them, unless masking asks for identity), HTTP/2 when
 // the backend offers it over TLS, or with h2c.
-func (p *Plugin) newTransport(l protocol.Limits) *nethttp.Transport {
+func (p *Plugin) newTransport(l protocol.Limits) (*nethttp.Transport, *directPool) {
 	o := &p.opts
 	d := &net.Dialer{Timeout: l.ConnectTimeout, KeepAlive: 30 * time.Second}
+	var direct *directPool
+	if o.base.Scheme == "http" && !o.h2c {
+		direct = &directPool{addr: backendHostPort(o.base), dial: d.DialContext}
+	}
 	protos := new(nethttp.Protocols)
 	switch {
 	case o.base.Scheme == "https":
@@ -332,19 +342,33 @@ func (p *Plugin) newTransport(l protocol.Limits) *nethttp.Transport {
 		protos.SetHTTP1(true)
 	}
 	t := &nethttp.Transport{
-		DialContext:           d.DialContext,
-		TLSHandshakeTimeout:   l.ConnectTimeout,
-		DisableCompression:    true,
-		MaxIdleConnsPerHost:   16,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		ForceAttemptHTTP2:     o.base.Scheme == "https",
-		Protocols:             protos,
+		DialContext:            d.DialContext,
+		TLSHandshakeTimeout:    l.ConnectTimeout,
+		DisableCompression:     true,
+		MaxIdleConnsPerHost:    16,
+		IdleConnTimeout:        90 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+		ForceAttemptHTTP2:      o.base.Scheme == "https",
+		Protocols:              protos,
 	}
 	if o.backendTLS != nil {
 		t.TLSClientConfig = o.backendTLS.Clone()
 	}
-	return t
+	return t, direct
+}
+
+// backendHostPort is the backend's host:port, with the scheme's default
+// port when the address names none.
+func backendHostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	port := "80"
+	if u.Scheme == "https" {
+		port = "443"
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // fail answers a request that was allowed but could not be forwarded, and

@@ -46,7 +46,7 @@ func (p *Plugin) Serve(ctx context.Context, client net.Conn, s protocol.Session)
 		gone:    make(chan struct{}),
 		started: time.Now(),
 	}
-	c.transport = p.newTransport(c.limits)
+	c.transport, c.direct = p.newTransport(c.limits)
 	c.srv = c.newServer(ctx)
 	p.conns.Add(s, c)
 	defer p.conns.Remove(s)
@@ -113,6 +113,7 @@ type clientConn struct {
 	tls       *tls.ConnectionState
 	limits    protocol.Limits
 	transport *nethttp.Transport
+	direct    *directPool // GET and HEAD to a plain-HTTP/1.1 backend; nil otherwise
 	srv       *nethttp.Server
 	started   time.Time
 
@@ -186,6 +187,9 @@ func (c *clientConn) serve(ctx context.Context) error {
 	c.mu.Unlock()
 	c.handlers.Wait()
 	c.transport.CloseIdleConnections()
+	if c.direct != nil {
+		c.direct.close()
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, nethttp.ErrServerClosed) {
 		err = nil // ended by the gateway, which knows why
 	}
