@@ -6,11 +6,14 @@
 # 2 KiB JSON answer (emails and card numbers by content, ssn by key) and
 # recording on (the file sink, fsync every second). A second gateway with
 # recording on but an allow-all decider and no masking is measured
-# alongside, to tell the proxy's own cost from policy and masking. Prints
+# alongside, to tell the proxy's own cost from policy and masking, and so
+# is the peer: the standard library's reverse proxy (httputil) with
+# nothing of sluice, the floor for any proxy built on net/http. Prints
 # per-round requests/s and median latency under load (CONNS connections),
-# the gateway/direct requests/s ratio, and the latency the gateway adds at
-# the median with a single connection (LAT_DURATION seconds each, no
-# queueing).
+# the requests/s ratios against the direct connection and against the
+# bare proxy, the CPU each proxy spends per request (from /proc, user +
+# system), and the latency the gateway adds at the median with a single
+# connection (LAT_DURATION seconds each, no queueing).
 #
 #   bench/http.sh                            # 16 connections, 2 threads, 10 s, 3 rounds
 #   DURATION=20 ROUNDS=2 CONNS=64 bench/http.sh
@@ -29,6 +32,7 @@ THREADS=${THREADS:-2}
 BEPORT=${BEPORT:-18080}
 GWPORT=${GWPORT:-18443}
 PLAINPORT=${PLAINPORT:-18444}
+BAREPORT=${BAREPORT:-18445}
 LAT_DURATION=${LAT_DURATION:-5}
 TLS=${TLS:-0}
 
@@ -40,6 +44,7 @@ cleanup() {
   [ -n "${gwpid:-}" ] && kill "$gwpid" 2>/dev/null && wait "$gwpid" 2>/dev/null
   [ -n "${plainpid:-}" ] && kill "$plainpid" 2>/dev/null && wait "$plainpid" 2>/dev/null
   [ -n "${bepid:-}" ] && kill "$bepid" 2>/dev/null && wait "$bepid" 2>/dev/null
+  [ -n "${barepid:-}" ] && kill "$barepid" 2>/dev/null && wait "$barepid" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -66,15 +71,18 @@ gwpid=$!
 "$work/httpgw" gateway -listen "127.0.0.1:$PLAINPORT" -backend "127.0.0.1:$BEPORT" \
   -data "$work/data-plain" $tlsflag >"$work/gateway-plain.log" 2>&1 &
 plainpid=$!
+"$work/httpgw" bare -listen "127.0.0.1:$BAREPORT" -backend "127.0.0.1:$BEPORT" >"$work/bare.log" 2>&1 &
+barepid=$!
 
 direct="http://127.0.0.1:$BEPORT/api/users"
 through="$scheme://127.0.0.1:$GWPORT/api/users"
 plain="$scheme://127.0.0.1:$PLAINPORT/api/users"
+bareurl="http://127.0.0.1:$BAREPORT/api/users"
 plaincurl=()
 [ "$TLS" = 1 ] && plaincurl=(--cacert "$work/data-plain/tls/cert.pem")
 for _ in $(seq 1 100); do  # bounded: 100 tries of 0.1 s
   if curl -sf -o /dev/null "$direct" && curl -sf -o /dev/null "${curlflags[@]}" -H "Authorization: Bearer $token" "$through" \
-    && curl -sf -o /dev/null "${plaincurl[@]}" -H "Authorization: Bearer $token" "$plain"; then
+    && curl -sf -o /dev/null "${plaincurl[@]}" -H "Authorization: Bearer $token" "$plain" && curl -sf -o /dev/null "$bareurl"; then
     break
   fi
   sleep 0.1
@@ -117,30 +125,53 @@ check() { # $1 = round, then outputs
 }
 add() { awk -v a="$1" -v b="$2" 'BEGIN { print a + b }'; }
 
-echo "# wrk -t $THREADS -c $CONNS -d ${DURATION}s, $ROUNDS alternating rounds (full gateway: policy, masking, recording; plain gateway: allow-all, recording; client TLS: $TLS)"
-dsum=0; gsum=0; psum=0; dlat=0; glat=0
+[ "$TLS" = 1 ] && echo "# note: the bare proxy serves plaintext; with TLS=1 only the gateways pay for client TLS"
+echo "# wrk -t $THREADS -c $CONNS -d ${DURATION}s, $ROUNDS alternating rounds (full gateway: policy, masking, recording; plain gateway: allow-all, recording; bare: httputil reverse proxy; client TLS: $TLS)"
+# cpu PID prints the process's user + system CPU time in clock ticks.
+tck=$(getconf CLK_TCK)
+cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+reqs() { awk '$2 == "requests" && $3 == "in" { print $1 }'; }
+# measure PID URL [wrk args]: runs wrk and prints its output, then a line
+# "cpu_us_per_req N" for PID (the backend for the direct run).
+measure() {
+  local pid=$1 url=$2; shift 2
+  local c0 out c1
+  c0=$(cpu "$pid"); out=$(run "$url" "$@"); c1=$(cpu "$pid")
+  printf '%s\n' "$out"
+  awk -v c="$((c1 - c0))" -v t="$tck" -v n="$(reqs <<<"$out")" 'BEGIN { if (n > 0) printf "cpu_us_per_req %.1f\n", c / t * 1e6 / n }'
+}
+cpr() { awk '$1 == "cpu_us_per_req" { print $2 }'; }
+dsum=0; gsum=0; psum=0; bsum=0; dlat=0; glat=0; blat=0; dcpu=0; gcpu=0; pcpu=0; bcpu=0
 for r in $(seq 1 "$ROUNDS"); do
-  dout=$(run "$direct")
-  gout=$(run "$through" -H "Authorization: Bearer $token")
-  pout=$(run "$plain" -H "Authorization: Bearer $token")
-  check "$r" "$dout" "$gout" "$pout"
-  d=$(rps <<<"$dout"); g=$(rps <<<"$gout"); p=$(rps <<<"$pout")
-  dl=$(p50 <<<"$dout"); gl=$(p50 <<<"$gout")
-  echo "round=$r direct_rps=$d gateway_rps=$g plain_gateway_rps=$p direct_p50=${dl}us gateway_p50=${gl}us"
-  dsum=$(add "$dsum" "$d"); gsum=$(add "$gsum" "$g"); psum=$(add "$psum" "$p")
-  dlat=$(add "$dlat" "$dl"); glat=$(add "$glat" "$gl")
+  dout=$(measure "$bepid" "$direct")
+  gout=$(measure "$gwpid" "$through" -H "Authorization: Bearer $token")
+  pout=$(measure "$plainpid" "$plain" -H "Authorization: Bearer $token")
+  bout=$(measure "$barepid" "$bareurl")
+  check "$r" "$dout" "$gout" "$pout" "$bout"
+  d=$(rps <<<"$dout"); g=$(rps <<<"$gout"); p=$(rps <<<"$pout"); b=$(rps <<<"$bout")
+  dl=$(p50 <<<"$dout"); gl=$(p50 <<<"$gout"); bl=$(p50 <<<"$bout")
+  echo "round=$r direct_rps=$d gateway_rps=$g plain_gateway_rps=$p bare_proxy_rps=$b direct_p50=${dl}us gateway_p50=${gl}us bare_p50=${bl}us" \
+    "cpu_us_per_req: backend=$(cpr <<<"$dout") gateway=$(cpr <<<"$gout") plain_gateway=$(cpr <<<"$pout") bare_proxy=$(cpr <<<"$bout")"
+  dsum=$(add "$dsum" "$d"); gsum=$(add "$gsum" "$g"); psum=$(add "$psum" "$p"); bsum=$(add "$bsum" "$b")
+  dlat=$(add "$dlat" "$dl"); glat=$(add "$glat" "$gl"); blat=$(add "$blat" "$bl")
+  dcpu=$(add "$dcpu" "$(cpr <<<"$dout")"); gcpu=$(add "$gcpu" "$(cpr <<<"$gout")")
+  pcpu=$(add "$pcpu" "$(cpr <<<"$pout")"); bcpu=$(add "$bcpu" "$(cpr <<<"$bout")")
 done
 # One connection, one thread: the latency the gateway adds to a request
 # when nothing queues.
 dout=$(wrk -t 1 -c 1 -d "${LAT_DURATION}s" --latency "$direct" 2>&1)
 gout=$(wrk -t 1 -c 1 -d "${LAT_DURATION}s" --latency -H "Authorization: Bearer $token" "$through" 2>&1)
-check latency "$dout" "$gout"
-d1=$(p50 <<<"$dout"); g1=$(p50 <<<"$gout")
-awk -v d="$dsum" -v g="$gsum" -v p="$psum" -v dl="$dlat" -v gl="$glat" -v k="$ROUNDS" -v d1="$d1" -v g1="$g1" -v c="$CONNS" 'BEGIN {
-  printf "mean direct_rps=%.0f gateway_rps=%.0f plain_gateway_rps=%.0f\n", d / k, g / k, p / k
-  printf "gateway/direct requests/s ratio: %.3f (plain gateway/direct: %.3f)\n", g / d, p / d
-  printf "median latency at %d connections: direct %.0f us, gateway %.0f us\n", c, dl / k, gl / k
-  printf "added median latency (1 connection): %.0f us (direct p50 %.0f us, gateway p50 %.0f us)\n", g1 - d1, d1, g1 }'
+bout=$(wrk -t 1 -c 1 -d "${LAT_DURATION}s" --latency "$bareurl" 2>&1)
+check latency "$dout" "$gout" "$bout"
+d1=$(p50 <<<"$dout"); g1=$(p50 <<<"$gout"); b1=$(p50 <<<"$bout")
+awk -v d="$dsum" -v g="$gsum" -v p="$psum" -v b="$bsum" -v dl="$dlat" -v gl="$glat" -v bl="$blat" -v k="$ROUNDS" -v d1="$d1" -v g1="$g1" -v b1="$b1" -v c="$CONNS" \
+  -v dc="$dcpu" -v gc="$gcpu" -v pc="$pcpu" -v bc="$bcpu" 'BEGIN {
+  printf "mean direct_rps=%.0f gateway_rps=%.0f plain_gateway_rps=%.0f bare_proxy_rps=%.0f\n", d / k, g / k, p / k, b / k
+  printf "gateway/direct requests/s ratio: %.3f (plain gateway/direct: %.3f; bare proxy/direct: %.3f)\n", g / d, p / d, b / d
+  printf "gateway/bare proxy requests/s ratio: %.3f (plain gateway/bare proxy: %.3f)\n", g / b, p / b
+  printf "CPU per request: backend %.0f us; bare proxy %.0f us; plain gateway %.0f us; gateway %.0f us\n", dc / k, bc / k, pc / k, gc / k
+  printf "median latency at %d connections: direct %.0f us, bare proxy %.0f us, gateway %.0f us\n", c, dl / k, bl / k, gl / k
+  printf "added median latency (1 connection): gateway %.0f us, bare proxy %.0f us (direct p50 %.0f us, gateway %.0f us, bare %.0f us)\n", g1 - d1, b1 - d1, d1, g1, b1 }'
 recs=$(find "$work/data/recordings" -mindepth 1 -maxdepth 1 -name '*.jsonl' | wc -l)
 # Each result holds the body as the client received it.
 grep -rqF '[REDACTED]' "$work/data/recordings" || { echo "FAIL: the recordings hold no masked body"; exit 1; }

@@ -10,8 +10,11 @@
 # peak resident memory (VmHWM) over the run.
 #
 # Prints one line per cell with TPS, median and p99 latency (from pgbench's
-# per-transaction log), the sluice/direct and sluice/pgbouncer TPS ratios
-# and the median and p99 latency sluice adds over direct.
+# per-transaction log), the sluice/direct and sluice/pgbouncer TPS ratios,
+# the median and p99 latency sluice adds over direct, and the CPU each
+# proxy process spent per transaction (user + system, from /proc): on a
+# machine whose cores the client, the proxy and PostgreSQL share, that is
+# what the proxy takes away from the other two.
 #
 #   bench/matrix.sh                        # 10 s per cell: about 6 minutes
 #   DURATION=30 CLIENTS_LIST="8" WORKLOADS=select bench/matrix.sh
@@ -104,41 +107,52 @@ PGPASSWORD=$token PGCONNECT_TIMEOUT=2 psql "host=127.0.0.1 port=$GWPORT dbname=$
 start_pgbouncer 60
 [ -n "$bouncer" ] || echo "# pgbouncer not installed (or PGBOUNCER=0): the pgbouncer column is skipped"
 
-# bench runs pgbench and prints "tps p50_ms p99_ms" from its log.
-bench() { # $1 = port, $2 = user, $3 = password, $4 = workload, $5 = mode, $6 = clients, $7 = tag
+# cpu PID prints the process's user + system CPU time in clock ticks.
+tck=$(getconf CLK_TCK)
+cpu() { if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then awk '{ print $14 + $15 }' "/proc/$1/stat"; else echo 0; fi; }
+
+# bench runs pgbench and prints "tps p50_ms p99_ms cpu_us_per_txn" from its
+# log, the last being the CPU the proxy process $8 spent per transaction
+# (0 without one).
+bench() { # $1 = port, $2 = user, $3 = password, $4 = workload, $5 = mode, $6 = clients, $7 = tag, $8 = proxy pid
   local flags=() threads=$(( $6 < 2 ? 1 : 2 ))
   [ "$4" = select ] && flags+=(-S)
   rm -f "$work/$7".*
-  local out
+  local out c0 c1
+  c0=$(cpu "${8:-}")
   out=$(cd "$work" && PGPASSWORD=$3 PGSSLMODE=disable timeout $((DURATION + 60)) pgbench -h 127.0.0.1 -p "$1" -U "$2" -n "${flags[@]}" \
     -M "$5" -c "$6" -j "$threads" -T "$DURATION" -l --log-prefix="$7" "$DB" 2>&1) || true
-  local tps
+  c1=$(cpu "${8:-}")
+  local tps n
   tps=$(awk '/^tps = / { print $3; exit }' <<<"$out")
-  [ -n "$tps" ] || { echo "FAIL: pgbench $7: $out" >&2; echo "0 0 0"; return; }
-  cat "$work/$7".* | awk '{ print $3 }' | sort -n | awk -v tps="$tps" '
+  n=$(awk -F': ' '/^number of transactions actually processed/ { print $2; exit }' <<<"$out")
+  [ -n "$tps" ] || { echo "FAIL: pgbench $7: $out" >&2; echo "0 0 0 0"; return; }
+  cat "$work/$7".* | awk '{ print $3 }' | sort -n | awk -v tps="$tps" -v c="$((c1 - c0))" -v t="$tck" -v n="${n:-0}" '
     { v[NR] = $1 }
     END {
       i = int(NR * 0.5); if (i < 1) i = 1
       j = int(NR * 0.99); if (j < 1) j = 1
-      printf "%s %.3f %.3f\n", tps, v[i] / 1000, v[j] / 1000
+      printf "%s %.3f %.3f %.1f\n", tps, v[i] / 1000, v[j] / 1000, (n > 0 ? c / t * 1e6 / n : 0)
     }'
   rm -f "$work/$7".*
 }
 
-printf '%-8s %-9s %3s | %-28s | %-28s | %-28s | %-13s %-13s | %s\n' workload mode c "direct tps p50 p99 (ms)" "pgbouncer tps p50 p99" "sluice tps p50 p99" "sluice/direct" "sluice/bouncer" "sluice adds p50/p99 (ms)"
+bouncerpid=""
+[ -n "$bouncer" ] && bouncerpid=$(cat "$work/pgbouncer.pid" 2>/dev/null || true)
+printf '%-8s %-9s %3s | %-28s | %-28s | %-28s | %-13s %-13s | %-24s | %s\n' workload mode c "direct tps p50 p99 (ms)" "pgbouncer tps p50 p99" "sluice tps p50 p99" "sluice/direct" "sluice/bouncer" "sluice adds p50/p99 (ms)" "proxy CPU us/txn bouncer/sluice"
 for w in $WORKLOADS; do
   for m in $MODES; do
     for c in $CLIENTS_LIST; do
       if [ "$c" -ge "$max_conn" ]; then echo "# skipping $c clients: max_connections is $max_conn"; continue; fi
-      read -r dt dp50 dp99 < <(bench "$PGPORT" postgres "" "$w" "$m" "$c" direct)
-      bt=0 bp50=0 bp99=0
-      [ -n "$bouncer" ] && read -r bt bp50 bp99 < <(bench "$BOUNCERPORT" postgres "" "$w" "$m" "$c" bouncer)
-      read -r st sp50 sp99 < <(bench "$GWPORT" bench "$token" "$w" "$m" "$c" sluice)
+      read -r dt dp50 dp99 _ < <(bench "$PGPORT" postgres "" "$w" "$m" "$c" direct)
+      bt=0 bp50=0 bp99=0 bc=0
+      [ -n "$bouncer" ] && read -r bt bp50 bp99 bc < <(bench "$BOUNCERPORT" postgres "" "$w" "$m" "$c" bouncer "$bouncerpid")
+      read -r st sp50 sp99 sc < <(bench "$GWPORT" bench "$token" "$w" "$m" "$c" sluice "$gwpid")
       awk -v w="$w" -v m="$m" -v c="$c" -v dt="$dt" -v dp50="$dp50" -v dp99="$dp99" -v bt="$bt" -v bp50="$bp50" -v bp99="$bp99" \
-          -v st="$st" -v sp50="$sp50" -v sp99="$sp99" 'BEGIN {
+          -v st="$st" -v sp50="$sp50" -v sp99="$sp99" -v bc="$bc" -v sc="$sc" 'BEGIN {
         rb = bt > 0 ? sprintf("%.3f", st / bt) : "-"
-        printf "%-8s %-9s %3s | %9.0f %8.3f %8.3f | %9.0f %8.3f %8.3f | %9.0f %8.3f %8.3f | %-13.3f %-13s | %.3f / %.3f\n",
-          w, m, c, dt, dp50, dp99, bt, bp50, bp99, st, sp50, sp99, (dt > 0 ? st / dt : 0), rb, sp50 - dp50, sp99 - dp99 }'
+        printf "%-8s %-9s %3s | %9.0f %8.3f %8.3f | %9.0f %8.3f %8.3f | %9.0f %8.3f %8.3f | %-13.3f %-13s | %.3f / %.3f %13s | %.1f / %.1f\n",
+          w, m, c, dt, dp50, dp99, bt, bp50, bp99, st, sp50, sp99, (dt > 0 ? st / dt : 0), rb, sp50 - dp50, sp99 - dp99, "", bc, sc }'
     done
   done
 done

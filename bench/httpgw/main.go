@@ -3,9 +3,11 @@
 // reference server wires the HTTP plugin: the HTTP plugin, a static token
 // (SLUICE_BENCH_TOKEN), CEL policy files, the hash-chained file recorder
 // and the backend credential from the environment. It also serves the
-// benchmark's backend, so that the script needs no other server:
+// benchmark's backend, and the peer it is compared with, so that the
+// script needs no other server:
 //
 //	httpgw backend -listen 127.0.0.1:18080
+//	httpgw bare -listen 127.0.0.1:18445 -backend 127.0.0.1:18080
 //	SLUICE_BENCH_TOKEN=t BENCH_BACKEND_KEY=k httpgw gateway -listen 127.0.0.1:18443 \
 //	    -backend 127.0.0.1:18080 -policy bench/policy-http.yaml -data /tmp/gw
 package main
@@ -19,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	_ "net/http/pprof" // HTTPGW_PPROF
 	"os"
 	"os/signal"
@@ -37,7 +40,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: httpgw backend|gateway [flags]")
+		fmt.Fprintln(os.Stderr, "usage: httpgw backend|bare|gateway [flags]")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -48,6 +51,8 @@ func main() {
 		err = backend(ctx, os.Args[2:])
 	case "gateway":
 		err = gw(ctx, os.Args[2:])
+	case "bare":
+		err = bare(ctx, os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
@@ -91,6 +96,33 @@ func backend(ctx context.Context, args []string) error {
 	})}
 	go func() { <-ctx.Done(); _ = srv.Close() }()
 	fmt.Printf("backend %s, %d-byte JSON body\n", *listen, len(body))
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// bare is the peer: the standard library's reverse proxy
+// (net/http/httputil) with nothing of sluice, forwarding to the backend
+// over kept-alive connections and replacing the caller's Authorization
+// with the backend key, as the gateway does. It is the floor for any
+// proxy built on net/http: what the gateway costs beyond it is sluice's.
+func bare(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bare", flag.ExitOnError)
+	listen := fs.String("listen", "127.0.0.1:18445", "client-facing address")
+	backendAddr := fs.String("backend", "127.0.0.1:18080", "backend host:port (http)")
+	_ = fs.Parse(args)
+	key := os.Getenv("BENCH_BACKEND_KEY")
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", *backendAddr
+			pr.Out.Header.Set("Authorization", "Bearer "+key)
+		},
+		Transport: &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true},
+	}
+	srv := &http.Server{Addr: *listen, ReadHeaderTimeout: 10 * time.Second, Handler: proxy}
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	fmt.Printf("bare reverse proxy %s -> %s\n", *listen, *backendAddr)
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
