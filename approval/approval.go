@@ -20,8 +20,10 @@ package approval
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -314,13 +316,47 @@ func NormalizeCommand(cmd protocol.Command) string {
 
 // GrantKeyFor identifies who runs which normalized command on which
 // target; an approved request with a grant window covers later commands
-// with the same key.
+// with the same key. For an HTTP request or an MCP message the key also
+// binds what the text does not say (see boundParts): an approved
+// "POST /payments" with one body does not cover another body.
 func GrantKeyFor(who *identity.Identity, target string, cmd protocol.Command) string {
 	h := sha256.New()
-	for _, s := range []string{who.Issuer, who.Subject, target, NormalizeCommand(cmd)} {
+	parts := []string{who.Issuer, who.Subject, target, NormalizeCommand(cmd)}
+	if b := boundParts(cmd); b != "" {
+		parts = append(parts, b)
+	}
+	for _, s := range parts {
 		fmt.Fprintf(h, "%d:%s", len(s), s)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// boundParts is what a grant binds beyond a command's text: an HTTP
+// request's parsed parts (query, selected headers, content type, the JSON
+// body as parsed, so that the same object with its keys in another order
+// is the same request) or, for a body read whole but not parsed, its
+// digest; an MCP message's tool, arguments, resource and prompt. Empty for commands whose text says all
+// (SQL, shell). A command that cannot be encoded gets a key of its own
+// that nothing else matches: no grant covers it.
+func boundParts(cmd protocol.Command) string {
+	if cmd.HTTP == nil && cmd.MCP == nil {
+		return ""
+	}
+	digest := cmd.Attrs["body_sha256"]
+	if cmd.HTTP != nil && cmd.HTTP.Body != nil {
+		digest = ""
+	}
+	b, err := json.Marshal(struct {
+		HTTP       *protocol.HTTP `json:"http,omitempty"`
+		MCP        *protocol.MCP  `json:"mcp,omitempty"`
+		BodySHA256 string         `json:"body_sha256,omitempty"`
+	}{cmd.HTTP, cmd.MCP, digest})
+	if err != nil {
+		nonce := make([]byte, 16)
+		_, _ = rand.Read(nonce)
+		return "unencodable:" + hex.EncodeToString(nonce)
+	}
+	return string(b)
 }
 
 // Filter selects requests for Store.List. Zero fields select everything.

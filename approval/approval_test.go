@@ -3,6 +3,7 @@ package approval_test
 import (
 	"context"
 	"errors"
+	"math"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -39,6 +40,53 @@ func TestNormalizeCommand(t *testing.T) {
 	} {
 		assert.Equal(t, tc.same, approval.NormalizeCommand(tc.a) == approval.NormalizeCommand(tc.b), "%q vs %q", tc.a.Text, tc.b.Text)
 	}
+}
+
+// TestGrantKeyBindsHTTPAndMCPParts: an HTTP request's text is its method
+// and path, so a grant binds its body (parsed, or its digest), query and
+// headers too, and an MCP message's tool and arguments; SQL keys stay what
+// the text makes them.
+func TestGrantKeyBindsHTTPAndMCPParts(t *testing.T) {
+	who := &identity.Identity{Subject: "agent", Issuer: "idp"}
+	post := func(body any, digest string, query map[string]string) protocol.Command {
+		c := protocol.Command{Protocol: "http", Kind: protocol.KindRequest, Text: "POST /payments",
+			HTTP: &protocol.HTTP{Method: "POST", Host: "api", Path: "/payments", Query: query, ContentType: "application/json", Body: body}}
+		if digest != "" {
+			c.Attrs = map[string]string{"body_sha256": digest}
+		}
+		return c
+	}
+	call := func(tool string, args map[string]any) protocol.Command {
+		return protocol.Command{Protocol: "http", Kind: protocol.KindRequest, Text: "tools/call " + tool,
+			MCP: &protocol.MCP{Method: "tools/call", Tool: tool, Arguments: args}}
+	}
+	key := func(c protocol.Command) string { return approval.GrantKeyFor(who, "api", c) }
+	small := map[string]any{"amount": int64(5), "to": "acct-1"}
+	for _, tc := range []struct {
+		name string
+		a, b protocol.Command
+		same bool
+	}{
+		{"same body", post(small, "", nil), post(map[string]any{"to": "acct-1", "amount": int64(5)}, "", nil), true},
+		{"same parsed body, other bytes", post(small, "aa", nil), post(small, "bb", nil), true},
+		{"another amount", post(small, "", nil), post(map[string]any{"amount": int64(5000), "to": "acct-1"}, "", nil), false},
+		{"another unparsed body", post(nil, "aa", nil), post(nil, "bb", nil), false},
+		{"same unparsed body", post(nil, "aa", nil), post(nil, "aa", nil), true},
+		{"another query", post(small, "", map[string]string{"dry_run": "true"}), post(small, "", map[string]string{"dry_run": "false"}), false},
+		{"same arguments", call("delete_user", map[string]any{"id": int64(7)}), call("delete_user", map[string]any{"id": int64(7)}), true},
+		{"other arguments", call("delete_user", map[string]any{"id": int64(7)}), call("delete_user", map[string]any{"id": int64(8)}), false},
+	} {
+		assert.Equal(t, tc.same, key(tc.a) == key(tc.b), tc.name)
+	}
+	// A value encoding/json refuses: the key matches nothing, not even itself.
+	odd := post(map[string]any{"amount": math.NaN()}, "", nil)
+	assert.NotEqual(t, key(odd), key(odd))
+	// SQL keys are unchanged by the binding: text only.
+	sql := protocol.Command{Protocol: "postgres", Kind: protocol.KindQuery, Text: "DELETE FROM t WHERE id = 1",
+		Attrs: map[string]string{"extended": "parse"}}
+	sql2 := sql
+	sql2.Attrs = nil
+	assert.Equal(t, key(sql), key(sql2))
 }
 
 func TestCanDecide(t *testing.T) {

@@ -5,6 +5,7 @@ package e2e
 // keeps) against real backends that misbehave the ways backends do: they
 // close idle connections, send informational responses, end bodies by
 // closing, send oversized headers, and are left by clients mid-answer.
+// And grant windows on HTTP requests, which bind the body.
 
 import (
 	"bufio"
@@ -21,6 +22,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sluicegw/sluice/identity"
+	"github.com/sluicegw/sluice/policy"
 )
 
 // connCounter counts the backend's new connections and closed ones.
@@ -226,4 +230,65 @@ func TestHTTPDirectClientLeavesMidAnswer(t *testing.T) {
 	require.Eventually(t, func() bool { return counter.closed.Load() >= 2 }, 5*time.Second, 10*time.Millisecond,
 		"the half-read backend connection was closed")
 	assert.Less(t, bigWritten.Load(), int64(64<<20), "the rest of the body was not drained from the backend")
+}
+
+// TestHTTPGrantWindowBindsTheBody: an approved POST with a grant window
+// lets the same request (same body) through again without a new approval,
+// while the same method and path with another body, or the same body to
+// another path, is held for approval of its own.
+func TestHTTPGrantWindowBindsTheBody(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	broker := newBroker(t, ctx, "e2e-http-grant")
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "done %s %s", r.Method, r.URL.Path) })
+	be := startHTTPBackend(t, false, mux)
+	eng, err := policy.Parse("grant.yaml", []byte(`
+rules:
+  - name: connect
+    match: command.kind == "connect"
+    action: allow
+  - name: refunds
+    match: command.kind == "request" && command.http.path.startsWith("/refunds")
+    action: require_approval
+    approvers: [group:dba]
+    grant_window: 10m
+    timeout: 30s
+default: deny
+`))
+	require.NoError(t, err)
+	e := startHTTPGateway(t, gatewayOptions{decider: eng, approvals: broker, groups: []string{"agents"}},
+		httpTarget("api", "http://"+be.addr(), map[string]string{"approval": "async"}))
+	dba := &identity.Identity{Subject: "dana", Groups: []string{"dba"}, Method: identity.MethodToken}
+	c := e.httpClient(t, false)
+	post := func(path, body string, hdr ...string) (*http.Response, []byte) {
+		return e.httpDo(t, c, "POST", e.httpURL(t, "api", path), body, append([]string{"Content-Type", "application/json"}, hdr...)...)
+	}
+
+	small := `{"order": 7, "amount": 12}`
+	resp, rb := post("/refunds", small)
+	require.Equal(t, 202, resp.StatusCode, string(rb))
+	id := resp.Header.Get("Sluice-Approval")
+	_, err = broker.Approve(ctx, id, dba, "small refund")
+	require.NoError(t, err)
+	resp, rb = post("/refunds", small, "Sluice-Approval", id)
+	require.Equal(t, 200, resp.StatusCode, string(rb))
+
+	// The same request again, without the header: covered by the window.
+	resp, rb = post("/refunds", `{"amount": 12, "order": 7}`)
+	assert.Equal(t, 200, resp.StatusCode, string(rb))
+	assert.Equal(t, "done POST /refunds", string(rb))
+	n := len(be.requests())
+
+	// Another body, or another path: a request of its own.
+	for _, tc := range []struct{ path, body string }{
+		{"/refunds", `{"order": 7, "amount": 12000}`},
+		{"/refunds/bulk", small},
+	} {
+		resp, rb = post(tc.path, tc.body)
+		assert.Equal(t, 202, resp.StatusCode, "%s %s: %s", tc.path, tc.body, rb)
+		assert.NotEmpty(t, resp.Header.Get("Sluice-Approval"))
+		assert.NotEqual(t, id, resp.Header.Get("Sluice-Approval"))
+	}
+	assert.Len(t, be.requests(), n, "nothing more reached the backend")
 }
