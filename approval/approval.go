@@ -59,7 +59,9 @@ var (
 	ErrSelfApproval = errors.New("approval: the requester cannot decide their own request")
 	ErrNotApprover  = errors.New("approval: not one of the request's approvers")
 	ErrAlreadyVoted = errors.New("approval: this approver has already decided")
-	ErrNotRequester = errors.New("approval: only the requester can withdraw a request")
+	ErrNotRequester = errors.New("approval: only the requester can withdraw or use a request")
+	ErrUsed         = errors.New("approval: the approved request has already let its command through")
+	ErrNotApproved  = errors.New("approval: the request is not approved")
 	ErrInvalid      = errors.New("approval: invalid request")
 	ErrClosed       = errors.New("approval: broker is closed")
 )
@@ -107,6 +109,10 @@ type Request struct {
 	// GrantUntil is when the grant window of an approved request closes;
 	// zero when there is none.
 	GrantUntil time.Time `json:"grant_until,omitzero"`
+	// UsedAt is when an approved request, presented with the command it
+	// approved (a retry under approval: async), let that command through;
+	// it lets nothing through again, on any gateway sharing the store.
+	UsedAt time.Time `json:"used_at,omitzero"`
 }
 
 // Vote is one approver's decision.

@@ -272,6 +272,29 @@ func (b *Broker) Withdraw(ctx context.Context, id string, who *identity.Identity
 	return r, nil
 }
 
+// Redeem uses approved request id for the command it approved, presented
+// by its requester who (a retry under approval: async): atomically in the
+// store, so that of every gateway and session presenting it, exactly one
+// gets the request back and the others ErrUsed. A request that is not
+// approved gives an error wrapping ErrNotApproved.
+func (b *Broker) Redeem(ctx context.Context, id string, who *identity.Identity) (*Request, error) {
+	if who == nil {
+		return nil, ErrNotRequester
+	}
+	return b.store.Update(ctx, id, func(r *Request) error {
+		switch {
+		case !sameIdentity(who, &r.Requester):
+			return ErrNotRequester
+		case r.State != StateApproved:
+			return fmt.Errorf("%w (%s)", ErrNotApproved, r.State)
+		case !r.UsedAt.IsZero():
+			return fmt.Errorf("%w at %s", ErrUsed, r.UsedAt.Format(time.RFC3339))
+		}
+		r.UsedAt = b.now()
+		return nil
+	})
+}
+
 // Get returns request id; the error wraps ErrNotFound when there is none.
 func (b *Broker) Get(ctx context.Context, id string) (*Request, error) {
 	return b.store.Get(ctx, id)

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/sluicegw/sluice/approval"
@@ -17,38 +17,11 @@ import (
 // a client that cannot wait for approvers (an HTTP caller with a short
 // timeout, protocol.WithAsyncApproval) files the request, goes away, and
 // sends the same command again with the request's id. An approved request
-// lets that command through once.
+// lets that command through once, across every gateway sharing the
+// approval store (approval.Broker.Redeem).
 
 // maxPresentedIDs bounds the ids looked up for one command.
 const maxPresentedIDs = 8
-
-// ticketLedger remembers which approved requests have let a command
-// through, so that one approval runs one command. It lives in this
-// gateway's memory: gateways sharing an approval store each let an
-// approval through once at most.
-type ticketLedger struct {
-	mu   sync.Mutex
-	used map[string]time.Time // request id -> when it may be forgotten
-}
-
-// take marks id used until `until` and reports whether it was unused.
-func (l *ticketLedger) take(id string, until, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for k, t := range l.used {
-		if now.After(t) {
-			delete(l.used, k)
-		}
-	}
-	if _, dup := l.used[id]; dup {
-		return false
-	}
-	if l.used == nil {
-		l.used = map[string]time.Time{}
-	}
-	l.used[id] = until
-	return true
-}
 
 // redeem looks among the presented approval request ids for one that
 // covers cmd, a command policy says needs approval (decision d, already
@@ -101,10 +74,18 @@ func (s *session) redeem(ctx context.Context, cmd *protocol.Command, d protocol.
 						id, r.ResolvedAt.UTC().Format(time.RFC3339), until.UTC().Format(time.RFC3339))},
 					fmt.Sprintf("approval request %s presented after its use window closed", id))
 			}
-			if !s.g.tickets.take(id, until, now) {
+			// Used once, on whichever gateway sharing the store gets
+			// there first; a store that cannot say denies.
+			if _, err := b.Redeem(ctx, id, info.Identity); err != nil {
+				if errors.Is(err, approval.ErrUsed) {
+					return step(protocol.Decision{Action: protocol.Deny, Rules: d.Rules, Seq: d.Seq,
+						Message: fmt.Sprintf("sluice: approval request %s has already let this command through once; send the command without it to ask again", id)},
+						fmt.Sprintf("approval request %s presented again after it was used", id))
+				}
+				s.log.Warn("an approved request could not be marked used; denying", "request", id, "error", err)
 				return step(protocol.Decision{Action: protocol.Deny, Rules: d.Rules, Seq: d.Seq,
-					Message: fmt.Sprintf("sluice: approval request %s has already let this command through once; send the command without it to ask again", id)},
-					fmt.Sprintf("approval request %s presented again after it was used", id))
+					Message: fmt.Sprintf("sluice: approval request %s could not be used: the approval store did not answer; try again", id)},
+					fmt.Sprintf("approval request %s presented; marking it used failed: %v", id, err))
 			}
 			s.log.Info("approved request presented with the command; allowing it", "request", id)
 			return step(protocol.Decision{Action: protocol.Allow, Rules: d.Rules, Mask: d.Mask, Seq: d.Seq,

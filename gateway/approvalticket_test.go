@@ -2,25 +2,11 @@ package gateway
 
 import (
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 
 	"github.com/sluicegw/sluice/protocol"
 )
-
-func TestTicketLedgerLetsAnApprovalThroughOnce(t *testing.T) {
-	var l ticketLedger
-	now := time.Now()
-	assert.True(t, l.take("A", now.Add(time.Minute), now))
-	assert.False(t, l.take("A", now.Add(time.Minute), now), "used")
-	assert.True(t, l.take("B", now.Add(time.Second), now))
-	// Entries are forgotten once their window has closed.
-	later := now.Add(2 * time.Second)
-	assert.True(t, l.take("C", later.Add(time.Minute), later))
-	assert.NotContains(t, l.used, "B")
-	assert.Contains(t, l.used, "A")
-}
 
 func TestSameCommandComparesEverythingPolicySees(t *testing.T) {
 	base := func() *protocol.Command {

@@ -78,8 +78,7 @@ type Gateway struct {
 	state    gatewayState
 	sessions map[string]*session
 
-	maskers maskerCache  // compiled maskers by mask entries
-	tickets ticketLedger // approvals redeemed by retried commands
+	maskers maskerCache // compiled maskers by mask entries
 
 	loops      sync.WaitGroup // accept loops
 	sessWG     sync.WaitGroup // session goroutines

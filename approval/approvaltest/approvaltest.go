@@ -174,6 +174,7 @@ func Run(t *testing.T, fresh Fresh) {
 		{"ConcurrentVotesResolveOnce", testConcurrentVotes},
 		{"ConcurrentVotesAcrossGateways", testConcurrentAcross},
 		{"GrantWindow", testGrantWindow},
+		{"RedeemOnceAcrossGateways", testRedeemOnce},
 		{"RestartAbandons", testRestart},
 		{"CrossGatewayWakeUp", testCrossGateway},
 		{"SweepExpiresOrphans", testSweep},
@@ -598,6 +599,61 @@ func testConcurrentAcross(t *testing.T, h harness) {
 		require.NoError(t, err)
 		assert.Len(t, r.Decisions, 1)
 	}
+}
+
+// testRedeemOnce: an approved request presented by 20 sessions on two
+// gateways at once lets exactly one through; a pending or denied request,
+// or another caller, redeems nothing.
+func testRedeemOnce(t *testing.T, h harness) {
+	c := ctx(t)
+	ba := h.broker(h.open(t), "gw-a")
+	bb := h.broker(h.open(t), "gw-b")
+	p, err := ba.Request(c, NewRequest())
+	require.NoError(t, err)
+	_, err = ba.Redeem(c, p.ID(), Alice)
+	assert.ErrorIs(t, err, approval.ErrNotApproved, "pending")
+	_, err = bb.Approve(c, p.ID(), Bob, "ok")
+	require.NoError(t, err)
+	_, err = ba.Redeem(c, p.ID(), Dave)
+	assert.ErrorIs(t, err, approval.ErrNotRequester)
+
+	results := make(chan error, 20)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			<-start
+			b := ba
+			if i%2 == 1 {
+				b = bb
+			}
+			_, err := b.Redeem(c, p.ID(), Alice)
+			results <- err
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(results)
+	won := 0
+	for err := range results {
+		if err == nil {
+			won++
+		} else {
+			assert.ErrorIs(t, err, approval.ErrUsed)
+		}
+	}
+	assert.Equal(t, 1, won, "exactly one redemption")
+	r, err := bb.Get(c, p.ID())
+	require.NoError(t, err)
+	assert.False(t, r.UsedAt.IsZero(), "the store keeps when it was used")
+	assert.Equal(t, approval.StateApproved, r.State)
+
+	d, err := ba.Request(c, NewRequest())
+	require.NoError(t, err)
+	_, err = bb.Deny(c, d.ID(), Bob, "no")
+	require.NoError(t, err)
+	_, err = ba.Redeem(c, d.ID(), Alice)
+	assert.ErrorIs(t, err, approval.ErrNotApproved, "denied")
 }
 
 func testGrantWindow(t *testing.T, h harness) {
