@@ -9,8 +9,13 @@
 # Then a 1 M-row scan: throughput direct and through sluice, and sluice's
 # peak resident memory (VmHWM) over the run.
 #
+# Each cell also runs through bench/tcprelay, a Go relay that only copies
+# bytes both ways (the floor for a proxy written in Go), to tell Go's I/O
+# model from sluice's own work.
+#
 # Prints one line per cell with TPS, median and p99 latency (from pgbench's
-# per-transaction log), the sluice/direct and sluice/pgbouncer TPS ratios,
+# per-transaction log), the sluice/direct, sluice/pgbouncer and
+# sluice/relay TPS ratios,
 # the median and p99 latency sluice adds over direct, and the CPU each
 # proxy process spent per transaction (user + system, from /proc): on a
 # machine whose cores the client, the proxy and PostgreSQL share, that is
@@ -38,12 +43,14 @@ DB=sluice_matrix
 GWPORT=${GWPORT:-16442}
 ADMINPORT=${ADMINPORT:-19092}
 BOUNCERPORT=${BOUNCERPORT:-16445}
+RELAYPORT=${RELAYPORT:-16446}
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
   [ -n "${gwpid:-}" ] && kill "$gwpid" 2>/dev/null && wait "$gwpid" 2>/dev/null
+  [ -n "${relaypid:-}" ] && kill "$relaypid" 2>/dev/null && wait "$relaypid" 2>/dev/null
   [ -f "$work/pgbouncer.pid" ] && kill "$(cat "$work/pgbouncer.pid")" 2>/dev/null
   rm -rf "$work"
 }
@@ -51,7 +58,7 @@ trap cleanup EXIT
 
 echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 echo "# building refserver"
-(cd "$here" && go build -o "$work/refserver" ./cmd/refserver)
+(cd "$here" && go build -o "$work/refserver" ./cmd/refserver && go build -o "$work/tcprelay" ./bench/tcprelay)
 
 echo "# preparing database $DB (pgbench -i -s $SCALE)"
 psql -h $PGHOST -p "$PGPORT" -U postgres -d postgres -qAt -c "select 1 from pg_database where datname='$DB'" | grep -q 1 \
@@ -102,6 +109,9 @@ done
 PGPASSWORD=$token PGCONNECT_TIMEOUT=2 psql "host=127.0.0.1 port=$GWPORT dbname=$DB user=bench sslmode=disable" -qAtc "select 1" >/dev/null \
   || { echo "sluice did not come up:"; cat "$work/refserver.log"; exit 1; }
 
+"$work/tcprelay" -listen "127.0.0.1:$RELAYPORT" -backend "$PGHOST:$PGPORT" >"$work/tcprelay.log" 2>&1 &
+relaypid=$!
+
 # shellcheck source=bench/pgbouncer.sh
 . "$here/bench/pgbouncer.sh"
 start_pgbouncer 60
@@ -139,7 +149,9 @@ bench() { # $1 = port, $2 = user, $3 = password, $4 = workload, $5 = mode, $6 = 
 
 bouncerpid=""
 [ -n "$bouncer" ] && bouncerpid=$(cat "$work/pgbouncer.pid" 2>/dev/null || true)
-printf '%-8s %-9s %3s | %-28s | %-28s | %-28s | %-13s %-13s | %-24s | %s\n' workload mode c "direct tps p50 p99 (ms)" "pgbouncer tps p50 p99" "sluice tps p50 p99" "sluice/direct" "sluice/bouncer" "sluice adds p50/p99 (ms)" "proxy CPU us/txn bouncer/sluice"
+printf '%-8s %-9s %3s | %-26s | %-26s | %-26s | %-26s | %-8s %-8s %-8s | %-15s | %s\n' workload mode c \
+  "direct tps p50 p99 (ms)" "pgbouncer tps p50 p99" "go relay tps p50 p99" "sluice tps p50 p99" \
+  "s/direct" "s/bouncr" "s/relay" "s adds p50/p99" "proxy CPU us/txn bouncer/relay/sluice"
 for w in $WORKLOADS; do
   for m in $MODES; do
     for c in $CLIENTS_LIST; do
@@ -147,12 +159,14 @@ for w in $WORKLOADS; do
       read -r dt dp50 dp99 _ < <(bench "$PGPORT" postgres "" "$w" "$m" "$c" direct)
       bt=0 bp50=0 bp99=0 bc=0
       [ -n "$bouncer" ] && read -r bt bp50 bp99 bc < <(bench "$BOUNCERPORT" postgres "" "$w" "$m" "$c" bouncer "$bouncerpid")
+      read -r rt rp50 rp99 rc < <(bench "$RELAYPORT" postgres "" "$w" "$m" "$c" relay "$relaypid")
       read -r st sp50 sp99 sc < <(bench "$GWPORT" bench "$token" "$w" "$m" "$c" sluice "$gwpid")
       awk -v w="$w" -v m="$m" -v c="$c" -v dt="$dt" -v dp50="$dp50" -v dp99="$dp99" -v bt="$bt" -v bp50="$bp50" -v bp99="$bp99" \
-          -v st="$st" -v sp50="$sp50" -v sp99="$sp99" -v bc="$bc" -v sc="$sc" 'BEGIN {
+          -v rt="$rt" -v rp50="$rp50" -v rp99="$rp99" -v st="$st" -v sp50="$sp50" -v sp99="$sp99" -v bc="$bc" -v rc="$rc" -v sc="$sc" 'BEGIN {
         rb = bt > 0 ? sprintf("%.3f", st / bt) : "-"
-        printf "%-8s %-9s %3s | %9.0f %8.3f %8.3f | %9.0f %8.3f %8.3f | %9.0f %8.3f %8.3f | %-13.3f %-13s | %.3f / %.3f %13s | %.1f / %.1f\n",
-          w, m, c, dt, dp50, dp99, bt, bp50, bp99, st, sp50, sp99, (dt > 0 ? st / dt : 0), rb, sp50 - dp50, sp99 - dp99, "", bc, sc }'
+        printf "%-8s %-9s %3s | %7.0f %8.3f %8.3f | %7.0f %8.3f %8.3f | %7.0f %8.3f %8.3f | %7.0f %8.3f %8.3f | %-8.3f %-8s %-8.3f | %6.3f / %6.3f | %.1f / %.1f / %.1f\n",
+          w, m, c, dt, dp50, dp99, bt, bp50, bp99, rt, rp50, rp99, st, sp50, sp99, (dt > 0 ? st / dt : 0), rb, (rt > 0 ? st / rt : 0),
+          sp50 - dp50, sp99 - dp99, bc, rc, sc }'
     done
   done
 done
