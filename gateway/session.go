@@ -66,6 +66,7 @@ type session struct {
 	overLimit  bool // set before run; Authenticate refuses
 	counted    bool // counted in t.active
 	commands   atomic.Uint64
+	policyMemo *policy.Memo // rule verdicts by SQL form, for this session's identity
 
 	authMu sync.Mutex // serializes Authenticate
 
@@ -93,6 +94,7 @@ func newSession(g *Gateway, t *target, conn net.Conn, now time.Time) *session {
 		conn:       conn,
 		clientAddr: conn.RemoteAddr().String(),
 		start:      now,
+		policyMemo: policy.NewMemo(),
 	}
 	s.log = g.cfg.Logger.With("session_id", s.id, "target", t.cfg.Target.Name)
 	s.ctx, s.cancel = context.WithCancelCause(g.baseCtx)
@@ -516,7 +518,7 @@ func (s *session) Check(ctx context.Context, cmd *protocol.Command) (protocol.De
 	}
 
 	now := time.Now()
-	in := &policy.Input{Identity: id, Target: &s.t.cfg.Target, Session: s.Info(), Command: cmd, Now: now}
+	in := &policy.Input{Identity: id, Target: &s.t.cfg.Target, Session: s.Info(), Command: cmd, Now: now, Memo: s.policyMemo}
 	d, err := s.g.cfg.Decider.Decide(ctx, in)
 	if err != nil {
 		s.log.Warn("policy could not decide; denying", "error", err)

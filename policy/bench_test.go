@@ -169,3 +169,28 @@ func BenchmarkDecide20RulesHTTP(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecide20RulesMemo is BenchmarkDecide20Rules in a session whose
+// memo (memo.go) has seen the statement's form: the rules on the form,
+// identity and target are not evaluated again; business-hours-prod and
+// expired-identity (on the time) and no-copy-program's text are.
+func BenchmarkDecide20RulesMemo(b *testing.B) {
+	e, err := Parse("bench.yaml", []byte(benchPolicy))
+	require.NoError(b, err)
+	in := benchInput()
+	want, err := e.Decide(context.Background(), in)
+	require.NoError(b, err)
+	in.Memo = NewMemo()
+	ctx := context.Background()
+	for range 2 {
+		d, err := e.Decide(ctx, in)
+		require.NoError(b, err)
+		require.Equal(b, want, d)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Decide(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

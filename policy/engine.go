@@ -17,6 +17,7 @@ import (
 	"cel.dev/cel-go/common"
 	celast "cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/interpreter"
 
 	"github.com/sluicegw/sluice/masking"
@@ -344,19 +345,39 @@ func (e *Engine) decide(ctx context.Context, in *Input, guarded bool) (protocol.
 		return protocol.Decision{Action: protocol.Deny, Message: "policy: " + err.Error()}, fmt.Errorf("policy: %w", err)
 	}
 	var skip []bool
+	var memo []verdict
 	if guarded {
 		skip = e.skipFor(shapeOf(in.Command))
+		if in.Memo != nil {
+			memo = in.Memo.verdicts(e, in)
+		}
 	}
-	a := newActivation(in)
-	defer a.release()
-	// One execution frame for all rules: cel's Program.Eval accepts a frame
-	// and then neither allocates nor pools one per call (about half the
-	// fixed cost of an evaluation).
-	frame, err := interpreter.NewExecutionFrame(a)
-	if err != nil {
-		return protocol.Decision{Action: protocol.Deny, Message: "policy: " + err.Error()}, fmt.Errorf("policy: %w", err)
+	// One execution frame for all rules, made when the first rule needs
+	// evaluating: cel's Program.Eval accepts a frame and then neither
+	// allocates nor pools one per call (about half the fixed cost of an
+	// evaluation).
+	var frame *interpreter.ExecutionFrame
+	var a *activation
+	defer func() {
+		if frame != nil {
+			frame.Close()
+		}
+		if a != nil {
+			a.release()
+		}
+	}()
+	eval := func(r *rule) (ref.Val, error) {
+		if frame == nil {
+			a = newActivation(in)
+			f, err := interpreter.NewExecutionFrame(a)
+			if err != nil {
+				return nil, err
+			}
+			frame = f
+		}
+		out, _, err := r.prg.Eval(frame)
+		return out, err
 	}
-	defer frame.Close()
 
 	var (
 		d                        = protocol.Decision{Rules: make([]string, 0, len(e.rules))}
@@ -369,7 +390,16 @@ func (e *Engine) decide(ctx context.Context, in *Input, guarded bool) (protocol.
 		if skip != nil && skip[i] {
 			continue
 		}
-		out, _, err := r.prg.Eval(frame)
+		var out ref.Val
+		var err error
+		switch {
+		case memo != nil && memo[i] == verdictFalse:
+			continue
+		case memo != nil && memo[i] == verdictTrue:
+			out = types.True
+		default:
+			out, err = eval(r)
+		}
 		if err == nil && out != types.True {
 			if _, ok := out.(types.Bool); ok {
 				continue

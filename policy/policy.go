@@ -127,6 +127,12 @@ type Input struct {
 	Session  protocol.SessionInfo
 	Command  *protocol.Command // required
 	Now      time.Time         // zero: the time of the call
+	// Memo, when set, is the session's memo of rule verdicts (NewMemo):
+	// rules that a SQL command's parsed form, the identity and the target
+	// already decide are not evaluated again for statements of the same
+	// form (see memo.go). One per session: the identity and target must
+	// not change under it.
+	Memo *Memo
 }
 
 // Decider decides what happens to a command. An error means no decision
