@@ -393,6 +393,14 @@ func (r *fileRecorder) Close() error {
 	if err := r.f.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("recording: close: %w", err))
 	}
+	if r.size == 0 && r.err != nil {
+		// Not one entry reached the file (its session.start could not be
+		// written: a full disk): there is no recording, so there is no
+		// file, rather than an empty one that does not verify.
+		if err := os.Remove(r.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("recording: removing the empty %s: %w", r.path, err))
+		}
+	}
 	return errors.Join(errs...)
 }
 

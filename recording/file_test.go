@@ -351,6 +351,29 @@ func TestFileRecorderFullDiskKeepsWholeLines(t *testing.T) {
 	assert.Equal(t, 3, rep.Entries, "session.start, the command and the result that fitted")
 }
 
+// A session whose session.start does not fit on the disk leaves no file
+// behind (an empty one would not verify), whether nothing or part of the
+// line was written.
+func TestFileRecorderNoFileWithoutSessionStart(t *testing.T) {
+	for _, part := range []int{0, 25} {
+		s, dir := newSink(t, FileOptions{Fsync: FsyncAlways})
+		rec, err := s.Open(context.Background(), sessionInfo(testID))
+		require.NoError(t, err)
+		path := filepath.Join(dir, testID+".jsonl")
+		require.FileExists(t, path)
+		s.write = func(f *os.File, b []byte) (int, error) {
+			m, err := f.Write(b[:part])
+			if err != nil {
+				return m, err
+			}
+			return m, fmt.Errorf("write: %w", syscall.ENOSPC)
+		}
+		require.ErrorIs(t, rec.Write(sampleEntries(testID)[0]), syscall.ENOSPC)
+		require.NoError(t, rec.Close())
+		assert.NoFileExists(t, path, "%d bytes written", part)
+	}
+}
+
 func TestFileSinkLinger(t *testing.T) {
 	s, dir := newSink(t, FileOptions{Fsync: FsyncNever, Linger: 200 * time.Millisecond})
 	rec, err := s.Open(context.Background(), sessionInfo(testID))
