@@ -2,9 +2,11 @@ package masking
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -158,6 +160,59 @@ func BenchmarkJSONStream(b *testing.B) {
 				s := m.NewJSONStream(io.Discard)
 				if _, err := s.Write(doc.Bytes()); err != nil {
 					b.Fatal(err)
+				}
+				if err := s.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// gatewayBody is the HTTP gateway benchmark's backend answer: exactly
+// 2 KiB of JSON, sixteen users with an email, a card number and an ssn
+// each, padded with a long plain string.
+var gatewayBody = func() []byte {
+	type user struct {
+		ID    int    `json:"id"`
+		Name  string `json:"name"`
+		Email string `json:"email"`
+		Card  string `json:"card"`
+		SSN   string `json:"ssn"`
+		Note  string `json:"note"`
+	}
+	var users []user
+	for i := range 16 {
+		users = append(users, user{ID: i, Name: fmt.Sprintf("user %d", i), Email: fmt.Sprintf("user%d@example.com", i),
+			Card: "4111 1111 1111 1111", SSN: "078-05-1120", Note: "ordinary text"})
+	}
+	b, _ := json.Marshal(map[string]any{"users": users, "pad": ""})
+	if n := 2048 - len(b); n > 0 {
+		b, _ = json.Marshal(map[string]any{"users": users, "pad": strings.Repeat("x", n)})
+	}
+	return b
+}()
+
+// BenchmarkJSONStreamGateway masks one response body per iteration as the
+// HTTP gateway does: a fresh stream, written in one call ("whole") or in
+// the pieces a transport delivers ("512B").
+func BenchmarkJSONStreamGateway(b *testing.B) {
+	m := mustCompile(b, "email", "credit_card", "json:ssn")
+	for _, chunk := range []struct {
+		name string
+		size int
+	}{{"whole", len(gatewayBody)}, {"512B", 512}} {
+		b.Run(chunk.name, func(b *testing.B) {
+			b.SetBytes(int64(len(gatewayBody)))
+			b.ReportAllocs()
+			for b.Loop() {
+				s := m.NewJSONStream(io.Discard)
+				for p := gatewayBody; len(p) > 0; {
+					k := min(len(p), chunk.size)
+					if _, err := s.Write(p[:k]); err != nil {
+						b.Fatal(err)
+					}
+					p = p[k:]
 				}
 				if err := s.Close(); err != nil {
 					b.Fatal(err)

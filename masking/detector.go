@@ -3,6 +3,8 @@ package masking
 import (
 	"bytes"
 	"fmt"
+	"math"
+	"math/bits"
 	"regexp"
 	"slices"
 )
@@ -228,6 +230,24 @@ func census(b []byte) candSet {
 }
 
 var doubleColon = []byte("::")
+
+// censusMin is, per built-in detector, the shortest value in which census
+// may find it a candidate (the lengths its conditions imply: an IP address
+// may be "::").
+var censusMin = [numBuiltins]int{
+	idEmail: 5, idCard: 13, idSSN: 11, idPhone: 9, idIBAN: 15, idIP: 2,
+	idAWSKey: 20, idJWT: 20, idPrivateKey: 20, idSecret: 20,
+}
+
+// minCandidate returns the length of the shortest value in which census
+// may find one of the built-in detectors in c.
+func minCandidate(c candSet) int {
+	n := math.MaxInt
+	for d := c & candDetectors; d != 0; d &= d - 1 {
+		n = min(n, censusMin[bits.TrailingZeros32(uint32(d))])
+	}
+	return n
+}
 
 // statSum sums statBits over c, at most 1023 bytes.
 func statSum(c []byte) uint64 {

@@ -186,3 +186,29 @@ func TestNextTokenRun(t *testing.T) {
 		}
 	}
 }
+
+// TestCensusMin checks that census never finds a detector a candidate in
+// a value shorter than censusMin says (findSpans skips those values), and
+// that each minimum is reached.
+func TestCensusMin(t *testing.T) {
+	g := newGen(5)
+	alphabets := []string{"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ@.:-+ ab", "0123456789", "0123456789 -.", "@.a", ":a", "AB12", "-.A"}
+	for range 200000 {
+		b := []byte(g.chars(alphabets[g.r.IntN(len(alphabets))], g.r.IntN(20)))
+		c := census(b)
+		for id, n := range censusMin {
+			if len(b) < n && c&(1<<id) != 0 {
+				t.Fatalf("census finds detector %d a candidate in %q, shorter than %d", id, b, n)
+			}
+		}
+	}
+	for id, s := range [numBuiltins]string{
+		idEmail: "a@b.c", idCard: "1234567890123", idSSN: "12345678901", idPhone: "123456789",
+		idIBAN: "AB0000000000000", idIP: "::", idAWSKey: "ABCD5678901234567890", idJWT: "a.b.5678901234567890",
+		idPrivateKey: "-----678901234567890", idSecret: "12345678901234567890",
+	} {
+		if len(s) != censusMin[id] || census([]byte(s))&(1<<id) == 0 {
+			t.Errorf("detector %d: %q (%d bytes) is not a candidate of the minimum length %d", id, s, len(s), censusMin[id])
+		}
+	}
+}

@@ -1,9 +1,11 @@
 package masking
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"slices"
 	"sync"
 	"unicode/utf16"
@@ -12,11 +14,12 @@ import (
 	"github.com/sluicegw/sluice/internal/jsonquote"
 )
 
-// JSON masking: a byte-at-a-time JSON scanner (RFC 8259) that copies its
-// input through, replacing the values that json: rules select and what the
+// JSON masking: a JSON scanner (RFC 8259) that passes its input through
+// in runs, replacing the values that json: rules select and what the
 // detectors find in strings, numbers and keys. Memory is bounded by the
 // nesting depth and Options.MaxValue, not by the document: only a string
-// or number that must be inspected is held.
+// or number that must be inspected is held, and only when it goes on past
+// the end of a write (within a write, values are inspected in place).
 
 // maxJSONDepth bounds nesting.
 const maxJSONDepth = 10000
@@ -24,6 +27,8 @@ const maxJSONDepth = 10000
 // ErrClosed is returned by writes to a closed stream.
 var ErrClosed = errors.New("masking: write to a closed stream")
 
+// A jstate is where the scanner is. The states before jString are those
+// between tokens, where white space may come.
 type jstate uint8
 
 const (
@@ -43,9 +48,9 @@ const (
 
 // How a string's bytes are handled while it is read.
 const (
-	smPass   = iota // copied through as they arrive
+	smPass   = iota // passed on with what surrounds them
 	smBuffer        // held to inspect: detectors, hash, partial, keys
-	smSkip          // dropped: the value is replaced whatever it holds
+	smSkip          // held, not kept: the value is replaced whatever it holds
 )
 
 // Number scanner states.
@@ -58,11 +63,11 @@ const (
 	nE            // after 'e'
 	nESign        // after the exponent's sign
 	nExp          // exponent digits (terminal)
+	nEnd          // not a state: the byte does not continue the number
 )
 
 type jsonMachine struct {
 	m      *Masker
-	counts map[string]int
 	single bool // exactly one top-level value (a json column)
 
 	out []byte
@@ -74,10 +79,23 @@ type jsonMachine struct {
 	masks []int
 	state jstate
 
-	// The scalar being read.
-	mode     uint8
-	isKey    bool
-	vmask    int // path rule masking this value, or -1
+	// The input of the write in progress, and where the part of it not
+	// yet passed on begins: p[mark:] is passed on as it stands unless a
+	// held scalar is replaced. Between writes p is nil and mark 0.
+	p    []byte
+	mark int
+
+	// The scalar being read. A held scalar (a number, a literal, a string
+	// to inspect or replace) is not passed on until it ends, when it is
+	// passed on as it was read or dropped for its replacement.
+	mode    uint8
+	isKey   bool
+	vmask   int  // path rule masking this value, or -1
+	hold    bool // the scalar is held
+	carried bool // it began in an earlier write
+	vs      int  // where it begins in p (0 when carried)
+	// buf holds what earlier writes read of a carried scalar: of a
+	// string, from its opening quote, unless it is skipped or too long.
 	buf      []byte
 	esc      bool
 	oversize bool
@@ -89,6 +107,7 @@ type jsonMachine struct {
 	dec   []byte // decoded string
 	tmp   []byte // replacement text
 	spans []span
+	hits  []int // values masked, per count id (see countEntry)
 
 	needSep bool // a top-level scalar ended: white space must follow
 	values  int  // complete top-level values
@@ -97,46 +116,119 @@ type jsonMachine struct {
 	err     error
 }
 
-func (x *jsonMachine) reset(m *Masker, counts map[string]int, single bool) {
-	x.m, x.counts, x.single = m, counts, single
+func (x *jsonMachine) reset(m *Masker, single bool) {
+	x.m, x.single = m, single
 	x.out = x.out[:0]
 	x.steps, x.masks = x.steps[:0], x.masks[:0]
 	x.state = jTop
+	x.p, x.mark, x.hold, x.carried, x.vs = nil, 0, false, false, 0
+	n := len(m.dets) + len(m.paths) + 1
+	x.hits = slices.Grow(x.hits[:0], n)[:n]
+	clear(x.hits)
 	x.needSep, x.values, x.changed, x.off, x.err = false, 0, false, 0, nil
 }
 
+// fail records a syntax error at p[i] and passes on what was read before
+// it, as a valid document would have been.
 func (x *jsonMachine) fail(i int, msg string) error {
+	end := i
+	if x.hold {
+		end = x.vs
+	}
+	x.out = append(x.out, x.p[x.mark:end]...)
 	x.err = fmt.Errorf("masking: invalid JSON at offset %d: %s", x.off+int64(i), msg)
 	return x.err
 }
 
-func (x *jsonMachine) count(entry string) {
+// count counts a value masked by the rule with the given count id: a
+// detector's index in Masker.dets, len(dets) and a path rule's index, or
+// the last id for strings too long to inspect.
+func (x *jsonMachine) count(id int) {
 	x.changed = true
-	if x.counts != nil {
-		x.counts[entry]++
+	x.hits[id]++
+}
+
+// countEntry returns the entry that counts go under for a count id.
+func (m *Masker) countEntry(id int) string {
+	switch {
+	case id < len(m.dets):
+		return m.dets[id].entry
+	case id < len(m.dets)+len(m.paths):
+		return m.paths[id-len(m.dets)].entry
+	}
+	return OversizeCount
+}
+
+// addCounts adds what x counted to counts, under the entries.
+func (x *jsonMachine) addCounts(counts map[string]int) {
+	for id, n := range x.hits {
+		if n > 0 {
+			counts[x.m.countEntry(id)] += n
+		}
 	}
 }
 
 func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
+// plainLen returns the length of the run at the start of b of bytes a
+// string holds as they are: not '"', '\\' or a control character. It
+// looks at eight bytes at a time: the lowest byte flagged in special is
+// the first that ends the run (a borrow only runs on past a byte that is
+// flagged itself).
+func plainLen(b []byte) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	n := 0
+	for ; len(b)-n >= 8; n += 8 {
+		w := binary.LittleEndian.Uint64(b[n:])
+		quote, backslash := w^('"'*ones), w^('\\'*ones)
+		special := ((w - 0x20*ones) | (quote - ones) | (backslash - ones)) &^ w & highs
+		if special != 0 {
+			return n + bits.TrailingZeros64(special)/8
+		}
+	}
+	for ; n < len(b); n++ {
+		if c := b[n]; c < 0x20 || c == '"' || c == '\\' {
+			break
+		}
+	}
+	return n
+}
+
+// write reads p, appending to out what can be passed on.
 func (x *jsonMachine) write(p []byte) error {
 	if x.err != nil {
 		return x.err
 	}
+	x.p = p
+	err := x.scan()
+	x.p, x.mark = nil, 0
+	if err == nil {
+		x.off += int64(len(p))
+	}
+	return err
+}
+
+// scan reads x.p: white space, structure and the strings that need no
+// inspection are passed on in runs, held scalars as they end.
+func (x *jsonMachine) scan() error {
+	p := x.p
 	for i := 0; i < len(p); {
 		c := p[i]
+		if x.state < jString && c <= ' ' && isJSONSpace(c) {
+			if x.state == jTop {
+				x.needSep = false
+			}
+			i++
+			continue
+		}
+		var err error
 		switch x.state {
 		case jString:
-			j := i
-			for j < len(p) && p[j] != '"' && p[j] != '\\' && p[j] >= 0x20 {
-				j++
-			}
-			x.strBytes(p[i:j])
-			i = j
+			i += plainLen(p[i:])
 			if i == len(p) {
 				continue
 			}
-			switch c = p[i]; c {
+			switch p[i] {
 			case '"':
 				i++
 				if err := x.endString(i); err != nil {
@@ -144,7 +236,6 @@ func (x *jsonMachine) write(p []byte) error {
 				}
 			case '\\':
 				x.esc = true
-				x.strBytes(p[i : i+1])
 				x.state = jEsc
 				i++
 			default:
@@ -160,54 +251,42 @@ func (x *jsonMachine) write(p []byte) error {
 			default:
 				return x.fail(i, "invalid escape in string")
 			}
-			x.strBytes(p[i : i+1])
-			i++
-			continue
 		case jEscU:
 			if ctype[c]&cHex == 0 {
 				return x.fail(i, "invalid \\u escape in string")
 			}
-			x.strBytes(p[i : i+1])
 			if x.uLeft--; x.uLeft == 0 {
 				x.state = jString
 			}
-			i++
-			continue
 		case jNumber:
-			if nx, ok := numStep(x.num, c); ok {
-				if len(x.buf) >= x.m.maxValue {
+			// The number is p[vs:i] after what buf holds of it.
+			num, held := x.num, len(x.buf)-x.vs
+			for ; i < len(p); i++ {
+				nx := numNext[num][p[i]]
+				if nx == nEnd {
+					break
+				}
+				if held+i >= x.m.maxValue {
 					return x.fail(i, "number too long")
 				}
-				x.num = nx
-				x.buf = append(x.buf, c)
-				i++
+				num = nx
+			}
+			x.num = num
+			if i == len(p) {
 				continue
 			}
 			if !numTerminal(x.num) {
 				return x.fail(i, "invalid number")
 			}
-			x.finishNumber()
-			continue // c belongs to what follows the number
+			x.finishNumber(i)
+			continue // p[i] belongs to what follows the number
 		case jLiteral:
 			if c != x.lit[x.litPos] {
 				return x.fail(i, "invalid literal")
 			}
-			i++
 			if x.litPos++; x.litPos == len(x.lit) {
-				x.finishLiteral()
+				x.finishLiteral(i + 1)
 			}
-			continue
-		}
-		if isJSONSpace(c) {
-			x.out = append(x.out, c)
-			if x.state == jTop {
-				x.needSep = false
-			}
-			i++
-			continue
-		}
-		var err error
-		switch x.state {
 		case jTop:
 			if x.needSep || x.single && x.values > 0 {
 				return x.fail(i, "unexpected data after a top-level value")
@@ -217,17 +296,17 @@ func (x *jsonMachine) write(p []byte) error {
 			err = x.beginValue(i, c)
 		case jArrFirst:
 			if c == ']' {
-				x.closeContainer(c)
+				x.closeContainer()
 			} else {
 				err = x.beginValue(i, c)
 			}
 		case jObjFirst, jObjKey:
 			switch {
 			case c == '}' && x.state == jObjFirst:
-				x.closeContainer(c)
+				x.closeContainer()
 			case c == '"':
 				x.isKey = true
-				x.startString()
+				x.startString(i)
 			default:
 				err = x.fail(i, "want an object key")
 			}
@@ -235,13 +314,11 @@ func (x *jsonMachine) write(p []byte) error {
 			if c != ':' {
 				return x.fail(i, "want ':' after an object key")
 			}
-			x.out = append(x.out, c)
 			x.state = jValue
 		case jAfter:
 			f := &x.steps[len(x.steps)-1]
 			switch {
 			case c == ',':
-				x.out = append(x.out, c)
 				if f.isKey {
 					x.state = jObjKey
 				} else {
@@ -249,7 +326,7 @@ func (x *jsonMachine) write(p []byte) error {
 					x.state = jValue
 				}
 			case c == '}' && f.isKey, c == ']' && !f.isKey:
-				x.closeContainer(c)
+				x.closeContainer()
 			default:
 				err = x.fail(i, "want ',' or the end of the object or array")
 			}
@@ -259,8 +336,53 @@ func (x *jsonMachine) write(p []byte) error {
 		}
 		i++
 	}
-	x.off += int64(len(p))
+	if !x.hold {
+		x.out = append(x.out, p[x.mark:]...)
+		return nil
+	}
+	// A held scalar goes on into the next write: what precedes it is
+	// passed on, and what was read of it is kept in buf (not the bytes of
+	// a string that is replaced whatever it holds, nor of one too long).
+	x.out = append(x.out, p[x.mark:x.vs]...)
+	switch {
+	case x.state != jString && x.state != jEsc && x.state != jEscU:
+		x.buf = append(x.buf, p[x.vs:]...)
+	case x.mode == smSkip || x.oversize:
+	case len(x.buf)+len(p)-x.vs-1 > x.m.maxValue:
+		x.oversize, x.buf = true, x.buf[:0]
+	default:
+		x.buf = append(x.buf, p[x.vs:]...)
+	}
+	x.carried, x.vs = true, 0
 	return nil
+}
+
+// scalar returns the bytes of the held scalar that ends at p[e-1],
+// gathering them in buf when it was carried over.
+func (x *jsonMachine) scalar(e int) []byte {
+	if !x.carried {
+		return x.p[x.vs:e]
+	}
+	x.buf = append(x.buf, x.p[:e]...)
+	return x.buf
+}
+
+// pass passes on the held scalar that ends at p[e-1] as it was read
+// (scalar has gathered it).
+func (x *jsonMachine) pass(e int) {
+	if x.carried {
+		x.out = append(x.out, x.buf...)
+		x.mark = e
+	}
+	x.hold, x.carried = false, false
+}
+
+// drop drops the held scalar that ends at p[e-1], passing on what
+// precedes it: its replacement follows.
+func (x *jsonMachine) drop(e int) {
+	x.out = append(x.out, x.p[x.mark:x.vs]...)
+	x.mark = e
+	x.hold, x.carried = false, false
 }
 
 // finish checks that the input ended at the end of a value.
@@ -269,7 +391,7 @@ func (x *jsonMachine) finish() error {
 		return x.err
 	}
 	if x.state == jNumber && len(x.steps) == 0 && numTerminal(x.num) {
-		x.finishNumber()
+		x.finishNumber(0)
 	}
 	if x.state != jTop {
 		return x.fail(0, "unexpected end of JSON input")
@@ -282,8 +404,14 @@ func (x *jsonMachine) finish() error {
 
 // valueMask returns the path rule that masks the value starting now.
 func (x *jsonMachine) valueMask() int {
-	if n := len(x.masks); n > 0 && x.masks[n-1] >= 0 {
+	n := len(x.masks)
+	if n > 0 && x.masks[n-1] >= 0 {
 		return x.masks[n-1]
+	}
+	// A path's last segment matches the last step: most values are
+	// ruled out by their key's length.
+	if n > 0 && !x.m.ends.mayEnd(&x.steps[n-1]) {
+		return -1
 	}
 	paths := x.m.paths
 	best := -1
@@ -310,17 +438,16 @@ func (x *jsonMachine) beginValue(i int, c byte) error {
 		f := &x.steps[len(x.steps)-1]
 		f.isKey, f.key, f.idx = c == '{', f.key[:0], 0
 		x.masks = append(x.masks, mask)
-		x.out = append(x.out, c)
 		x.state = jArrFirst
 		if f.isKey {
 			x.state = jObjFirst
 		}
 	case '"':
 		x.isKey, x.vmask = false, mask
-		x.startString()
+		x.startString(i)
 	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
 		x.vmask = mask
-		x.buf = append(x.buf[:0], c)
+		x.holdScalar(i)
 		x.num = nInt
 		switch c {
 		case '-':
@@ -331,6 +458,7 @@ func (x *jsonMachine) beginValue(i int, c byte) error {
 		x.state = jNumber
 	case 't', 'f', 'n':
 		x.vmask = mask
+		x.holdScalar(i)
 		switch c {
 		case 't':
 			x.lit = "true"
@@ -347,8 +475,12 @@ func (x *jsonMachine) beginValue(i int, c byte) error {
 	return nil
 }
 
-func (x *jsonMachine) closeContainer(c byte) {
-	x.out = append(x.out, c)
+// holdScalar starts holding a scalar that begins at p[i].
+func (x *jsonMachine) holdScalar(i int) {
+	x.hold, x.vs, x.buf = true, i, x.buf[:0]
+}
+
+func (x *jsonMachine) closeContainer() {
 	x.steps, x.masks = x.steps[:len(x.steps)-1], x.masks[:len(x.masks)-1]
 	if len(x.steps) == 0 {
 		x.values++
@@ -369,7 +501,8 @@ func (x *jsonMachine) endValue() {
 	x.state = jAfter
 }
 
-func (x *jsonMachine) startString() {
+// startString starts a string whose opening quote is p[i].
+func (x *jsonMachine) startString(i int) {
 	m := x.m
 	switch {
 	case x.isKey:
@@ -387,41 +520,37 @@ func (x *jsonMachine) startString() {
 	default:
 		x.mode = smPass
 	}
-	if x.mode == smPass {
-		x.out = append(x.out, '"')
+	if x.mode != smPass {
+		x.holdScalar(i)
 	}
-	x.buf, x.esc, x.oversize = x.buf[:0], false, false
+	x.esc, x.oversize = false, false
 	x.state = jString
 }
 
-func (x *jsonMachine) strBytes(b []byte) {
-	switch x.mode {
-	case smPass:
-		x.out = append(x.out, b...)
-	case smBuffer:
-		if x.oversize {
-			return
-		}
-		if len(x.buf)+len(b) > x.m.maxValue {
-			x.oversize, x.buf = true, x.buf[:0]
-			return
-		}
-		x.buf = append(x.buf, b...)
+// stringValue returns the bytes between the quotes of the held string
+// that ends at p[e-1], or false when it is longer than MaxValue.
+func (x *jsonMachine) stringValue(e int) ([]byte, bool) {
+	if x.oversize || len(x.buf)+e-x.vs-2 > x.m.maxValue {
+		x.oversize = true
+		return nil, false
 	}
+	s := x.scalar(e)
+	return s[1 : len(s)-1], true
 }
 
-// decoded returns the current string's value, escapes resolved.
-func (x *jsonMachine) decoded() []byte {
+// decoded returns the value of raw, a string's bytes between its quotes,
+// escapes resolved.
+func (x *jsonMachine) decoded(raw []byte) []byte {
 	if !x.esc {
-		return x.buf
+		return raw
 	}
-	x.dec = decodeJSONString(x.dec[:0], x.buf)
+	x.dec = decodeJSONString(x.dec[:0], raw)
 	return x.dec
 }
 
 // detect runs the detectors over v and returns the merged spans.
 func (x *jsonMachine) detect(v []byte) []span {
-	if len(x.m.dets) == 0 {
+	if len(v) < x.m.minFind { // (always when there are no detectors)
 		return nil
 	}
 	spans := x.m.findSpans(v, x.spans[:0])
@@ -430,23 +559,24 @@ func (x *jsonMachine) detect(v []byte) []span {
 		return nil
 	}
 	for _, s := range spans {
-		x.count(x.m.dets[s.rule].entry)
+		x.count(s.rule)
 	}
 	return x.m.mergeSpans(spans)
 }
 
-func (x *jsonMachine) endString(i int) error {
+// endString ends the string that ends at p[e-1].
+func (x *jsonMachine) endString(e int) error {
 	m := x.m
 	if x.isKey {
 		x.state = jColon
 		if x.mode == smPass {
-			x.out = append(x.out, '"')
 			return nil
 		}
-		if x.oversize {
-			return x.fail(i, "object key longer than MaxValue")
+		raw, ok := x.stringValue(e)
+		if !ok {
+			return x.fail(e, "object key longer than MaxValue")
 		}
-		key := x.decoded()
+		key := x.decoded(raw)
 		if len(m.paths) > 0 {
 			f := &x.steps[len(x.steps)-1]
 			f.key = append(f.key[:0], key...)
@@ -457,36 +587,44 @@ func (x *jsonMachine) endString(i int) error {
 				masked = append(masked[:0], m.token...) // a key cannot be null
 			}
 			x.tmp = masked
+			x.drop(e)
 			x.out = appendJSONString(x.out, masked)
 			return nil
 		}
-		x.out = append(append(append(x.out, '"'), x.buf...), '"')
+		x.pass(e)
 		return nil
 	}
-	switch {
-	case x.mode == smPass:
-		x.out = append(x.out, '"')
-	case x.mode == smSkip:
+	switch x.mode {
+	case smPass:
+	case smSkip:
+		x.drop(e)
 		x.maskedScalar(nil)
-	case x.oversize:
-		if x.vmask >= 0 && m.paths[x.vmask].strat.Kind == Null {
-			x.out = append(x.out, "null"...)
-		} else {
-			x.out = append(x.out, m.jsonToken...)
-		}
-		if x.vmask >= 0 {
-			x.count(m.paths[x.vmask].entry)
-		} else {
-			x.count(OversizeCount)
-		}
-	case x.vmask >= 0:
-		x.maskedScalar(x.decoded())
 	default:
-		v := x.decoded()
-		if spans := x.detect(v); spans != nil {
-			x.emitSpans(v, spans)
-		} else {
-			x.out = append(append(append(x.out, '"'), x.buf...), '"')
+		raw, ok := x.stringValue(e)
+		switch {
+		case !ok:
+			x.drop(e)
+			if x.vmask >= 0 && m.paths[x.vmask].strat.Kind == Null {
+				x.out = append(x.out, "null"...)
+			} else {
+				x.out = append(x.out, m.jsonToken...)
+			}
+			if x.vmask >= 0 {
+				x.count(len(m.dets) + x.vmask)
+			} else {
+				x.count(len(m.dets) + len(m.paths))
+			}
+		case x.vmask >= 0:
+			x.drop(e)
+			x.maskedScalar(x.decoded(raw))
+		default:
+			v := x.decoded(raw)
+			if spans := x.detect(v); spans != nil {
+				x.drop(e)
+				x.emitSpans(v, spans)
+			} else {
+				x.pass(e)
+			}
 		}
 	}
 	x.endValue()
@@ -505,11 +643,16 @@ func (x *jsonMachine) maskedScalar(v []byte) {
 		x.tmp = x.m.appendReplacement(x.tmp[:0], v, r.strat)
 		x.out = appendJSONString(x.out, x.tmp)
 	}
-	x.count(r.entry)
+	x.count(len(x.m.dets) + x.vmask)
 }
 
 // emitSpans writes v with spans replaced, as a JSON string (or null).
 func (x *jsonMachine) emitSpans(v []byte, spans []span) {
+	if len(spans) == 1 && spans[0].i == 0 && spans[0].j == len(v) && x.m.dets[spans[0].rule].strat.Kind == Redact {
+		// The value is the redaction token, quoted once at Compile.
+		x.out = append(x.out, x.m.jsonToken...)
+		return
+	}
 	masked, null := x.m.maskSpans(x.tmp[:0], v, spans)
 	x.tmp = masked
 	if null {
@@ -519,31 +662,37 @@ func (x *jsonMachine) emitSpans(v []byte, spans []span) {
 	x.out = appendJSONString(x.out, masked)
 }
 
-func (x *jsonMachine) finishNumber() {
+// finishNumber ends the number that ends at p[e-1].
+func (x *jsonMachine) finishNumber(e int) {
+	v := x.scalar(e)
 	switch {
 	case x.vmask >= 0:
-		x.maskedScalar(x.buf)
+		x.drop(e)
+		x.maskedScalar(v)
 	default:
-		if spans := x.detect(x.buf); spans != nil {
-			x.emitSpans(x.buf, spans)
+		if spans := x.detect(v); spans != nil {
+			x.drop(e)
+			x.emitSpans(v, spans)
 		} else {
-			x.out = append(x.out, x.buf...)
+			x.pass(e)
 		}
 	}
 	x.endValue()
 }
 
-func (x *jsonMachine) finishLiteral() {
+// finishLiteral ends the literal that ends at p[e-1].
+func (x *jsonMachine) finishLiteral(e int) {
+	v := x.scalar(e)
 	if x.vmask >= 0 && x.lit != "null" {
-		r := &x.m.paths[x.vmask]
-		if r.strat.Kind == Partial {
+		x.drop(e)
+		if r := &x.m.paths[x.vmask]; r.strat.Kind == Partial {
 			x.out = append(x.out, x.m.jsonToken...) // a part of "true" says it all
-			x.count(r.entry)
+			x.count(len(x.m.dets) + x.vmask)
 		} else {
-			x.maskedScalar([]byte(x.lit))
+			x.maskedScalar(v)
 		}
 	} else {
-		x.out = append(x.out, x.lit...)
+		x.pass(e)
 	}
 	x.endValue()
 }
@@ -588,6 +737,21 @@ func numStep(s uint8, c byte) (uint8, bool) {
 	}
 	return s, false
 }
+
+// numNext is numStep as a table: numNext[s][c] is the state after c, or
+// nEnd.
+var numNext = func() (t [nEnd][256]uint8) {
+	for s := range t {
+		for c := range t[s] {
+			nx, ok := numStep(uint8(s), byte(c))
+			if !ok {
+				nx = nEnd
+			}
+			t[s][c] = nx
+		}
+	}
+	return t
+}()
 
 func numTerminal(s uint8) bool { return s == nZero || s == nInt || s == nFrac || s == nExp }
 
@@ -657,18 +821,32 @@ func appendJSONString(dst, s []byte) []byte { return jsonquote.Append(dst, s) }
 
 var jsonMachines = sync.Pool{New: func() any { return new(jsonMachine) }}
 
+// getJSONMachine returns a machine from the pool, reset for m.
+func getJSONMachine(m *Masker, single bool) *jsonMachine {
+	x := jsonMachines.Get().(*jsonMachine)
+	x.reset(m, single)
+	return x
+}
+
+// release puts x back in the pool, unless a large value grew its buffers.
+func (x *jsonMachine) release() {
+	x.m, x.p = nil, nil
+	if max(cap(x.out), cap(x.buf), cap(x.dec), cap(x.tmp)) <= 1<<20 {
+		jsonMachines.Put(x)
+	}
+}
+
 // maskJSONValue masks one JSON value (a json or jsonb column), returning
 // a fresh copy when anything changed; prefix prepends jsonb's binary
 // version byte.
 func (m *Masker) maskJSONValue(text []byte, prefix bool, counts map[string]int) ([]byte, bool, error) {
-	x := jsonMachines.Get().(*jsonMachine)
+	x := getJSONMachine(m, true)
 	defer func() {
-		x.m, x.counts = nil, nil
-		if cap(x.out) <= 1<<20 && cap(x.buf) <= 1<<20 {
-			jsonMachines.Put(x)
+		if counts != nil {
+			x.addCounts(counts)
 		}
+		x.release()
 	}()
-	x.reset(m, counts, true)
 	if prefix {
 		x.out = append(x.out, 1)
 	}
@@ -687,9 +865,16 @@ func (m *Masker) maskJSONValue(text []byte, prefix bool, counts map[string]int) 
 // if not nil, gains one per value masked, under the entry that masked it.
 func (m *Masker) MaskJSON(doc []byte, counts map[string]int) (_ []byte, err error) {
 	defer guard(&err)
-	var x jsonMachine
-	x.reset(m, counts, false)
+	x := getJSONMachine(m, false)
+	own := x.out // the result gets a buffer of its own
 	x.out = make([]byte, 0, len(doc)+len(doc)/8)
+	defer func() {
+		if counts != nil {
+			x.addCounts(counts)
+		}
+		x.out = own
+		x.release()
+	}()
 	err = x.write(doc)
 	if err == nil {
 		err = x.finish()
@@ -712,17 +897,16 @@ func (m *Masker) MaskJSON(doc []byte, counts map[string]int) (_ []byte, err erro
 // returns it too: what was written before is masked, but the caller must
 // treat the body as failed (fail closed).
 type JSONStream struct {
-	x      jsonMachine
+	x      *jsonMachine // nil once closed: back in the pool
 	w      io.Writer
-	counts map[string]int
+	counts map[string]int // the counts at Close (nil if none)
+	err    error          // the stream's error at Close
 	closed bool
 }
 
 // NewJSONStream returns a JSONStream writing to w.
 func (m *Masker) NewJSONStream(w io.Writer) *JSONStream {
-	s := &JSONStream{w: w, counts: map[string]int{}}
-	s.x.reset(m, s.counts, false)
-	return s
+	return &JSONStream{x: getJSONMachine(m, false), w: w}
 }
 
 // streamChunk bounds how much input a stream processes before writing.
@@ -736,7 +920,7 @@ func (s *JSONStream) Write(p []byte) (_ int, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = ErrDetectorPanic
-			s.x.err = err
+			s.x.err, s.x.p = err, nil
 		}
 	}()
 	n := 0
@@ -768,19 +952,33 @@ func (s *JSONStream) flush() error {
 // Close flushes and checks that the input was complete JSON.
 func (s *JSONStream) Close() error {
 	if s.closed {
-		return s.x.err
+		return s.err
 	}
 	s.closed = true
 	err := s.x.finish()
 	if werr := s.flush(); err == nil {
 		err = werr
 	}
+	s.err = s.x.err
+	if s.x.changed {
+		s.counts = map[string]int{}
+		s.x.addCounts(s.counts)
+	}
+	s.x.release()
+	s.x = nil
 	return err
 }
 
 // Counts returns how many values each entry masked so far (strings that
 // were too long to inspect count under OversizeCount).
-func (s *JSONStream) Counts() map[string]int { return copyCounts(s.counts) }
+func (s *JSONStream) Counts() map[string]int {
+	if s.x == nil {
+		return copyCounts(s.counts)
+	}
+	counts := map[string]int{}
+	s.x.addCounts(counts)
+	return counts
+}
 
 func copyCounts(c map[string]int) map[string]int {
 	out := make(map[string]int, len(c))

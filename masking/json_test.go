@@ -68,6 +68,9 @@ func TestJSONPaths(t *testing.T) {
 			`{"a":[1,-2.5e+10,true,false,null,"\u00e9\ud83d\ude00"],"b":{}}`,
 			`{"a":[1,-2.5e+10,true,false,null,"\u00e9\ud83d\ude00"],"b":{}}`},
 		{"JSON lines", []string{"json:k"}, "{\"k\":1}\n{\"k\":2}\n", "{\"k\":\"[REDACTED]\"}\n{\"k\":\"[REDACTED]\"}\n"},
+		{"bracketed and long keys", []string{"json:$['a.b']", "json:" + strings.Repeat("k", 70)},
+			`{"a.b":1,"A.B":2,"ab":3,"` + strings.Repeat("K", 70) + `":4,"` + strings.Repeat("k", 69) + `":5}`,
+			`{"a.b":"[REDACTED]","A.B":"[REDACTED]","ab":3,"` + strings.Repeat("K", 70) + `":"[REDACTED]","` + strings.Repeat("k", 69) + `":5}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -176,6 +179,69 @@ func TestJSONStream(t *testing.T) {
 	assert.Error(t, s.Close())
 }
 
+// TestJSONStreamSplitAnywhere writes documents in two parts split at
+// every offset, and in parts of every size up to 64 bytes: the output and
+// the counts are MaskJSON's however a value, an escape or the space
+// between values is cut.
+func TestJSONStreamSplitAnywhere(t *testing.T) {
+	m, err := Compile([]string{"email", "credit_card", "json:ssn", "json:$.h=hash", "json:p=partial", "json:$.n=null"},
+		Options{PseudonymKey: testKey, MaxValue: 40})
+	require.NoError(t, err)
+	for _, doc := range []string{
+		string(gatewayBody),
+		`{"k\u0040x.io": ["a\"b\\c\u00e9 bob@example.com", -12.5e+3, true, false, null, 4111111111111111],` +
+			"\n  \"h\": \"to hash\", \"p\": 123456789, \"n\": {\"x\": [1, \"y\"]}, \"ssn\": \"078-05-1120\",\n" +
+			`  "long": "` + strings.Repeat("x", 50) + `", "plain": "` + strings.Repeat("y", 30) + `"} 7 "z"`,
+	} {
+		want := map[string]int{}
+		masked, err := m.MaskJSON([]byte(doc), want)
+		require.NoError(t, err)
+		check := func(parts ...string) {
+			t.Helper()
+			var out bytes.Buffer
+			s := m.NewJSONStream(&out)
+			for _, p := range parts {
+				_, err := s.Write([]byte(p))
+				require.NoError(t, err)
+			}
+			require.NoError(t, s.Close())
+			require.Equal(t, string(masked), out.String(), "written in parts %q", parts)
+			require.Equal(t, want, s.Counts(), "written in parts %q", parts)
+		}
+		for k := range len(doc) + 1 {
+			check(doc[:k], doc[k:])
+		}
+		for n := 1; n <= 64; n++ {
+			var parts []string
+			for p := doc; len(p) > 0; p = p[min(n, len(p)):] {
+				parts = append(parts, p[:min(n, len(p))])
+			}
+			check(parts...)
+		}
+	}
+}
+
+// TestJSONStreamPartialOutput checks what a stream has passed on when the
+// input turns out invalid: everything before the error, but nothing of a
+// value it was holding.
+func TestJSONStreamPartialOutput(t *testing.T) {
+	m := mustCompile(t, "email")
+	for _, tt := range []struct{ in, out string }{
+		{`{"a":1,"b":"x@y.io",}`, `{"a":1,"b":"[REDACTED]",`},
+		{`{"a":"x@y.io", "b":1.x}`, `{"a":"[REDACTED]", "b":`},
+		{`{"a":"x@y.io", "b":12x}`, `{"a":"[REDACTED]", "b":12`},
+		{`["ok", tru]`, `["ok", `},
+		{"[\"ok\", \"a\x01b\"]", `["ok", `},
+		{`{"a":1 "b":2}`, `{"a":1 `},
+	} {
+		for _, chunk := range []int{1, 5, 1 << 10} {
+			got, err := streamJSON(t, m, tt.in, chunk)
+			require.Error(t, err, tt.in)
+			assert.Equal(t, tt.out, got, "%q in chunks of %d", tt.in, chunk)
+		}
+	}
+}
+
 func TestJSONLargeDocumentBoundedMemory(t *testing.T) {
 	// A large document streams through in chunks; only the current string
 	// is held.
@@ -193,8 +259,35 @@ func TestJSONLargeDocumentBoundedMemory(t *testing.T) {
 	s := m.NewJSONStream(&out)
 	_, err := s.Write(doc.Bytes())
 	require.NoError(t, err)
+	assert.Less(t, cap(s.x.out), 2*streamChunk, "output is flushed chunk by chunk")
 	require.NoError(t, s.Close())
 	assert.NotContains(t, out.String(), "user@example.com")
 	assert.Equal(t, 20000, s.Counts()["email"])
-	assert.Less(t, cap(s.x.out), 2*streamChunk, "output is flushed chunk by chunk")
+}
+
+// TestKeyMatchShortcuts checks the shortcuts of path matching against the
+// glob matcher: equalLower for keys without wildcards, and endSet, which
+// rules out the values a path cannot end at.
+func TestKeyMatchShortcuts(t *testing.T) {
+	keys := []string{"", "k", "K", "key", "KEY", "kEy", "keys", "ke", "email", "e-mail", "é", "É", "ssn", strings.Repeat("k", 62), strings.Repeat("k", 63), strings.Repeat("K", 70)}
+	for _, pat := range keys {
+		pat = strings.ToLower(pat)
+		for _, k := range keys {
+			if got, want := equalLower(pat, []byte(k)), globFold(pat, []byte(k)); got != want {
+				t.Errorf("equalLower(%q, %q) = %v, globFold %v", pat, k, got, want)
+			}
+		}
+	}
+	for _, entry := range []string{"json:key", "json:$.a.key", "json:$['KEY']", "json:*ey", "json:$.a[1]", "json:$", "json:" + strings.Repeat("k", 63)} {
+		m := mustCompile(t, entry)
+		for _, k := range keys {
+			steps := []step{{isKey: true, key: []byte("a")}, {isKey: true, key: []byte(k)}}
+			if m.paths[0].path.match(steps) && !m.ends.mayEnd(&steps[1]) {
+				t.Errorf("%s matches key %q, which endSet rules out", entry, k)
+			}
+		}
+		if steps := []step{{isKey: true, key: []byte("a")}, {idx: 1}}; m.paths[0].path.match(steps) && !m.ends.mayEnd(&steps[1]) {
+			t.Errorf("%s matches an index, which endSet rules out", entry)
+		}
+	}
 }

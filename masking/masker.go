@@ -59,10 +59,14 @@ type Masker struct {
 	dets    []detRule
 	cols    []colRule
 	paths   []pathRule
+	ends    endSet // the steps the paths may end at
 
 	builtin candSet          // the built-in detectors among dets
 	ruleOf  [numBuiltins]int // a built-in's index in dets
 	custom  []int            // the indexes of custom detectors in dets
+	// minFind is the length of the shortest value a detector may match
+	// in: shorter ones are not looked at.
+	minFind int
 
 	token     []byte // redaction token for text
 	jsonToken []byte // the same, as a JSON string
@@ -200,6 +204,11 @@ func Compile(entries []string, opts Options) (*Masker, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	m.ends = endsOf(m.paths)
+	m.minFind = minCandidate(m.builtin)
+	if len(m.custom) > 0 {
+		m.minFind = 1
+	}
 	return m, nil
 }
 
@@ -282,12 +291,15 @@ type span struct {
 // the number detectors share one pass over the value's digit runs
 // (numberPass); a custom detector always scans.
 func (m *Masker) findSpans(b []byte, out []span) []span {
+	if len(b) < m.minFind {
+		return out
+	}
 	return m.findSpansIn(b, m.candidates(b), out)
 }
 
 // candidates returns the enabled built-in detectors that may match in b.
 func (m *Masker) candidates(b []byte) candSet {
-	if m.builtin == 0 || len(b) == 0 {
+	if m.builtin == 0 || len(b) < m.minFind {
 		return 0
 	}
 	return census(b) & m.builtin

@@ -24,6 +24,7 @@ type pathSeg struct {
 	desc bool
 	kind segKind
 	key  string // lower-case glob, for segKey
+	lit  bool   // key has no wildcards
 	idx  int    // for segIndex
 }
 
@@ -102,7 +103,12 @@ func keySeg(name string, desc bool) pathSeg {
 	if name == "*" {
 		return pathSeg{desc: desc, kind: segAny}
 	}
-	return pathSeg{desc: desc, kind: segKey, key: strings.ToLower(name)}
+	return globSeg(strings.ToLower(name), desc)
+}
+
+// globSeg returns the segment matching keys against a lower-case glob.
+func globSeg(key string, desc bool) pathSeg {
+	return pathSeg{desc: desc, kind: segKey, key: key, lit: !strings.ContainsAny(key, "*?")}
 }
 
 // pathName returns the key at the start of s, up to '.' or '['.
@@ -126,7 +132,7 @@ func pathBracket(s string, i int) (pathSeg, int, error) {
 	case in == "*":
 		return pathSeg{kind: segAny}, next, nil
 	case len(in) >= 2 && (in[0] == '\'' || in[0] == '"') && in[len(in)-1] == in[0]:
-		return pathSeg{kind: segKey, key: strings.ToLower(in[1 : len(in)-1])}, next, nil
+		return globSeg(strings.ToLower(in[1:len(in)-1]), false), next, nil
 	}
 	n, err := strconv.Atoi(in)
 	if err != nil || n < 0 {
@@ -140,10 +146,27 @@ func (g *pathSeg) matches(st *step) bool {
 	case segAny:
 		return true
 	case segKey:
+		if g.lit {
+			return st.isKey && equalLower(g.key, st.key)
+		}
 		return st.isKey && globFold(g.key, st.key)
 	default:
 		return !st.isKey && st.idx == g.idx
 	}
+}
+
+// equalLower reports whether s, with ASCII letters in lower case, is key:
+// what globFold reports for a key without wildcards.
+func equalLower(key string, s []byte) bool {
+	if len(s) != len(key) {
+		return false
+	}
+	for i, c := range s {
+		if lower(c) != key[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // fixed reports whether no segment of p matches at any depth.
@@ -158,8 +181,14 @@ func (p jsonPath) fixed() bool {
 
 // match reports whether the path leads exactly to the value at steps.
 func (p jsonPath) match(steps []step) bool {
-	if len(p) == 0 {
+	switch len(p) {
+	case 0:
 		return len(steps) == 0
+	case 1: // the common "key" and "$.key": one step to look at
+		if p[0].desc {
+			return len(steps) > 0 && p[0].matches(&steps[len(steps)-1])
+		}
+		return len(steps) == 1 && p[0].matches(&steps[0])
 	}
 	g := &p[0]
 	if g.desc {
@@ -176,4 +205,31 @@ func (p jsonPath) match(steps []step) bool {
 		return false
 	}
 	return len(steps) > 0 && g.matches(&steps[0]) && p[1:].match(steps[1:])
+}
+
+// endSet is a set of the steps a json: rule may end at, by a rule's last
+// segment: bit n (n < 63) for a key of n bytes without wildcards, bit 63
+// for any other segment (or a longer key).
+type endSet uint64
+
+// endsOf returns the steps the paths may end at.
+func endsOf(paths []pathRule) endSet {
+	var s endSet
+	for _, r := range paths {
+		if p := r.path; len(p) > 0 && p[len(p)-1].kind == segKey && p[len(p)-1].lit && len(p[len(p)-1].key) < 63 {
+			s |= 1 << len(p[len(p)-1].key)
+		} else {
+			s |= 1 << 63
+		}
+	}
+	return s
+}
+
+// mayEnd reports whether a path in s may end at st.
+func (s endSet) mayEnd(st *step) bool {
+	bit := 63
+	if st.isKey && len(st.key) < 63 {
+		bit = len(st.key)
+	}
+	return s&(1<<bit|1<<63) != 0
 }
