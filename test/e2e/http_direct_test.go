@@ -66,8 +66,7 @@ func TestHTTPDirectConnectionReuse(t *testing.T) {
 		brw.WriteString("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nbody until EOF")
 		brw.Flush()
 	})
-	be := startHTTPBackend(t, false, mux)
-	be.srv.Config.ConnState = counter.state
+	be := startHTTPBackend(t, false, mux, func(s *http.Server) { s.ConnState = counter.state })
 	e := startHTTPGateway(t, gatewayOptions{decider: httpEngine(t)}, httpTarget("api", "http://"+be.addr(), nil))
 	c := e.httpClient(t, false)
 
@@ -187,8 +186,7 @@ func TestHTTPDirectClientLeavesMidAnswer(t *testing.T) {
 		}
 	})
 	mux.HandleFunc("/small", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "small") })
-	be := startHTTPBackend(t, false, mux)
-	be.srv.Config.ConnState = counter.state
+	be := startHTTPBackend(t, false, mux, func(s *http.Server) { s.ConnState = counter.state })
 	e := startHTTPGateway(t, gatewayOptions{decider: httpEngine(t)}, httpTarget("api", "http://"+be.addr(), nil))
 
 	// The client gives up after 300 ms.

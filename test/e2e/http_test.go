@@ -155,8 +155,8 @@ type seenRequest struct {
 
 // startHTTPBackend serves mux on loopback (plain HTTP, or TLS with HTTP/2
 // when tlsH2), recording every request (its first MiB of body) before mux
-// sees it.
-func startHTTPBackend(t *testing.T, tlsH2 bool, mux http.Handler) *httpBackend {
+// sees it. configure, if any, adjusts the server before it starts.
+func startHTTPBackend(t *testing.T, tlsH2 bool, mux http.Handler, configure ...func(*http.Server)) *httpBackend {
 	t.Helper()
 	b := &httpBackend{}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -169,6 +169,9 @@ func startHTTPBackend(t *testing.T, tlsH2 bool, mux http.Handler) *httpBackend {
 		mux.ServeHTTP(w, r)
 	})
 	b.srv = httptest.NewUnstartedServer(h)
+	for _, f := range configure {
+		f(b.srv.Config)
+	}
 	if tlsH2 {
 		b.srv.EnableHTTP2 = true
 		b.srv.StartTLS()
