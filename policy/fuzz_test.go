@@ -58,9 +58,10 @@ func FuzzParse(f *testing.F) {
 			if j, ok := err.(interface{ Unwrap() []error }); ok {
 				errs = j.Unwrap()
 			}
+			// Lines as YAML counts them: "\r\n", "\r" and "\n" each end one.
 			lines := 1
-			for _, c := range data {
-				if c == '\n' {
+			for i, c := range data {
+				if c == '\n' || c == '\r' && (i+1 == len(data) || data[i+1] != '\n') {
 					lines++
 				}
 			}
