@@ -34,9 +34,7 @@ func appendChained(b []byte, e *Entry, prev string) ([]byte, bool) {
 	b = append(b, '"')
 	b = appendField(b, "session", e.Session)
 	b = appendField(b, "type", e.Type)
-	if e.ClientAddr != "" {
-		b = appendField(b, "client_addr", e.ClientAddr)
-	}
+	b = appendNonEmpty(b, "client_addr", e.ClientAddr)
 	if e.Command != nil {
 		b = append(b, `,"command":`...)
 		var ok bool
@@ -61,17 +59,20 @@ func appendChained(b []byte, e *Entry, prev string) ([]byte, bool) {
 		b = base64.StdEncoding.AppendEncode(b, e.Data)
 		b = append(b, '"')
 	}
-	if e.Message != "" {
-		b = appendField(b, "message", e.Message)
-	}
-	if e.Code != "" {
-		b = appendField(b, "code", e.Code)
-	}
-	if e.Reason != "" {
-		b = appendField(b, "reason", e.Reason)
-	}
+	b = appendNonEmpty(b, "message", e.Message)
+	b = appendNonEmpty(b, "code", e.Code)
+	b = appendNonEmpty(b, "reason", e.Reason)
 	b = appendField(b, "prev", prev)
 	return append(b, '}'), true
+}
+
+// appendNonEmpty is appendField for an omitempty string: nothing when v
+// is empty.
+func appendNonEmpty(b []byte, name, v string) []byte {
+	if v == "" {
+		return b
+	}
+	return appendField(b, name, v)
 }
 
 func appendField(b []byte, name, v string) []byte {
@@ -88,9 +89,7 @@ func appendCommand(b []byte, c *protocol.Command) ([]byte, bool) {
 	b = appendString(b, c.Protocol)
 	b = append(b, `,"kind":`...)
 	b = appendString(b, string(c.Kind))
-	if c.Text != "" {
-		b = appendField(b, "text", c.Text)
-	}
+	b = appendNonEmpty(b, "text", c.Text)
 	if s := c.SQL; s != nil {
 		b = append(b, `,"sql":{"statements":`...)
 		if s.Statements == nil {
@@ -122,9 +121,7 @@ func appendCommand(b []byte, c *protocol.Command) ([]byte, bool) {
 		b = strconv.AppendBool(b, s.Writes)
 		b = append(b, `,"ddl":`...)
 		b = strconv.AppendBool(b, s.DDL)
-		if s.ParseError != "" {
-			b = appendField(b, "parse_error", s.ParseError)
-		}
+		b = appendNonEmpty(b, "parse_error", s.ParseError)
 		b = append(b, '}')
 	}
 	if h := c.HTTP; h != nil {
@@ -140,9 +137,7 @@ func appendCommand(b []byte, c *protocol.Command) ([]byte, bool) {
 			b = append(b, `,"headers":`...)
 			b = appendMap(b, h.Headers, appendString)
 		}
-		if h.ContentType != "" {
-			b = appendField(b, "content_type", h.ContentType)
-		}
+		b = appendNonEmpty(b, "content_type", h.ContentType)
 		if h.Body != nil {
 			b = append(b, `,"body":`...)
 			var ok bool
@@ -155,9 +150,7 @@ func appendCommand(b []byte, c *protocol.Command) ([]byte, bool) {
 	if m := c.MCP; m != nil {
 		b = append(b, `,"mcp":{"method":`...)
 		b = appendString(b, m.Method)
-		if m.Tool != "" {
-			b = appendField(b, "tool", m.Tool)
-		}
+		b = appendNonEmpty(b, "tool", m.Tool)
 		if len(m.Arguments) > 0 {
 			b = append(b, `,"arguments":`...)
 			var ok bool
@@ -165,43 +158,25 @@ func appendCommand(b []byte, c *protocol.Command) ([]byte, bool) {
 				return b, false
 			}
 		}
-		if m.URI != "" {
-			b = appendField(b, "uri", m.URI)
-		}
-		if m.Prompt != "" {
-			b = appendField(b, "prompt", m.Prompt)
-		}
+		b = appendNonEmpty(b, "uri", m.URI)
+		b = appendNonEmpty(b, "prompt", m.Prompt)
 		b = append(b, '}')
 	}
 	if k := c.K8s; k != nil {
 		b = append(b, `,"k8s":{"verb":`...)
 		b = appendString(b, k.Verb)
-		if k.APIGroup != "" {
-			b = appendField(b, "api_group", k.APIGroup)
-		}
-		if k.Resource != "" {
-			b = appendField(b, "resource", k.Resource)
-		}
-		if k.Subresource != "" {
-			b = appendField(b, "subresource", k.Subresource)
-		}
-		if k.Namespace != "" {
-			b = appendField(b, "namespace", k.Namespace)
-		}
-		if k.Name != "" {
-			b = appendField(b, "name", k.Name)
-		}
+		b = appendNonEmpty(b, "api_group", k.APIGroup)
+		b = appendNonEmpty(b, "resource", k.Resource)
+		b = appendNonEmpty(b, "subresource", k.Subresource)
+		b = appendNonEmpty(b, "namespace", k.Namespace)
+		b = appendNonEmpty(b, "name", k.Name)
 		b = append(b, '}')
 	}
 	if s := c.SSH; s != nil {
 		b = append(b, `,"ssh":{"channel_type":`...)
 		b = appendString(b, s.ChannelType)
-		if s.Command != "" {
-			b = appendField(b, "command", s.Command)
-		}
-		if s.Subsystem != "" {
-			b = appendField(b, "subsystem", s.Subsystem)
-		}
+		b = appendNonEmpty(b, "command", s.Command)
+		b = appendNonEmpty(b, "subsystem", s.Subsystem)
 		b = append(b, '}')
 	}
 	if len(c.Attrs) > 0 {
@@ -218,9 +193,7 @@ func appendDecision(b []byte, d *protocol.Decision) []byte {
 		b = append(b, `,"rules":`...)
 		b = appendStrings(b, d.Rules)
 	}
-	if d.Message != "" {
-		b = appendField(b, "message", d.Message)
-	}
+	b = appendNonEmpty(b, "message", d.Message)
 	if len(d.Approvers) > 0 {
 		b = append(b, `,"approvers":`...)
 		b = appendStrings(b, d.Approvers)
@@ -285,9 +258,7 @@ func appendResult(b []byte, r *protocol.Result) []byte {
 		b = append(b, `,"masked_by":`...)
 		b = appendMap(b, r.MaskedBy, appendInt)
 	}
-	if r.Error != "" {
-		b = appendField(b, "error", r.Error)
-	}
+	b = appendNonEmpty(b, "error", r.Error)
 	if len(r.Params) > 0 {
 		b = append(b, `,"params":`...)
 		b = appendNullableStrings(b, r.Params)
