@@ -69,14 +69,17 @@ func (m *Memo) verdicts(e *Engine, in *Input) []verdict {
 	if c.SQL == nil || c.HTTP != nil || c.MCP != nil || c.K8s != nil || c.SSH != nil {
 		return nil
 	}
-	key := formKey(c)
+	// Looked up without allocating (the compiler does not copy a
+	// []byte converted for a map index); copied only when stored.
+	var buf [256]byte
+	key := appendFormKey(buf[:0], c)
 	m.mu.Lock()
 	if m.engine != e || m.identity != in.Identity || m.target != in.Target || len(m.forms) >= maxMemoForms {
 		m.engine, m.identity, m.target, m.forms = e, in.Identity, in.Target, make(map[string][]verdict)
 	}
-	v, ok := m.forms[key]
+	v, ok := m.forms[string(key)]
 	if !ok {
-		m.forms[key] = []verdict{verdictSeen}
+		m.forms[string(key)] = []verdict{verdictSeen}
 		m.mu.Unlock()
 		return nil
 	}
@@ -87,17 +90,16 @@ func (m *Memo) verdicts(e *Engine, in *Input) []verdict {
 	v = e.computeVerdicts(in)
 	m.mu.Lock()
 	if m.engine == e && m.identity == in.Identity && m.target == in.Target {
-		m.forms[key] = v
+		m.forms[string(key)] = v
 	}
 	m.mu.Unlock()
 	return v
 }
 
-// formKey is what a command's verdicts depend on besides the session: its
-// protocol, kind and parsed SQL.
-func formKey(c *protocol.Command) string {
+// appendFormKey appends to b what a command's verdicts depend on besides
+// the session: its protocol, kind and parsed SQL.
+func appendFormKey(b []byte, c *protocol.Command) []byte {
 	s := c.SQL
-	b := make([]byte, 0, 128)
 	b = append(b, c.Protocol...)
 	b = append(b, 0)
 	b = append(b, c.Kind...)
@@ -119,7 +121,7 @@ func formKey(c *protocol.Command) string {
 			b = strconv.AppendQuote(b, f)
 		}
 	}
-	return string(b)
+	return b
 }
 
 // computeVerdicts evaluates every rule partially for in with the command's
