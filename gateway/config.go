@@ -222,6 +222,9 @@ func (c *Config) Validate() error {
 		if t.Limits.ConnectTimeout < 0 {
 			bad(p+".limits.connect_timeout", "must not be negative, got %s", t.Limits.ConnectTimeout)
 		}
+		if t.Limits.ClientWriteTimeout < 0 {
+			bad(p+".limits.client_write_timeout", "must not be negative, got %s", t.Limits.ClientWriteTimeout)
+		}
 	}
 	return errors.Join(errs...)
 }

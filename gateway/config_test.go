@@ -63,10 +63,12 @@ func TestConfigValidate(t *testing.T) {
 				tc := &c.Targets[0]
 				tc.MaxSessions, tc.HandshakeTimeout = -1, -1
 				tc.Limits.MaxMessageSize, tc.Limits.RecordRows, tc.Limits.RecordBytes, tc.Limits.ConnectTimeout = -1, -1, -1, -1
+				tc.Limits.ClientWriteTimeout = -1
 			},
 			want: []string{
 				"targets[0].max_sessions", "targets[0].handshake_timeout", "targets[0].limits.max_message_size",
 				"targets[0].limits.record_rows", "targets[0].limits.record_bytes", "targets[0].limits.connect_timeout",
+				"targets[0].limits.client_write_timeout",
 			},
 		},
 	}

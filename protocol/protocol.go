@@ -111,6 +111,14 @@ type Limits struct {
 	RecordBytes int
 	// ConnectTimeout bounds dialling and authenticating to the backend.
 	ConnectTimeout time.Duration
+	// ClientWriteTimeout ends a session whose client takes nothing the
+	// gateway writes to it for this long: a client that stopped reading
+	// in the middle of a result, which otherwise holds its session and
+	// its backend connection until it goes away. A client that reads
+	// slowly but steadily is not cut off; one that stops is noticed
+	// between one and two timeouts later. Zero means no timeout, as with
+	// PostgreSQL itself. Honoured by the postgres plugin.
+	ClientWriteTimeout time.Duration
 }
 
 // Errors a plugin may branch on.

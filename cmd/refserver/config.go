@@ -136,6 +136,7 @@ type TargetConfig struct {
 	MaxSessions            int           `yaml:"max_sessions"`
 	HandshakeTimeout       Duration      `yaml:"handshake_timeout"`
 	ConnectTimeout         Duration      `yaml:"connect_timeout"`
+	ClientWriteTimeout     Duration      `yaml:"client_write_timeout"`
 	MaxMessageSize         int           `yaml:"max_message_size"`
 	RecordRows             int           `yaml:"record_rows"`
 	RecordBytes            int           `yaml:"record_bytes"`
@@ -505,6 +506,7 @@ func (c *Config) Validate() error {
 		v.nonNegative(f+".max_sessions", t.MaxSessions)
 		v.duration(f+".handshake_timeout", t.HandshakeTimeout)
 		v.duration(f+".connect_timeout", t.ConnectTimeout)
+		v.duration(f+".client_write_timeout", t.ClientWriteTimeout)
 		v.nonNegative(f+".max_message_size", t.MaxMessageSize)
 		v.nonNegative(f+".record_rows", t.RecordRows)
 		v.nonNegative(f+".record_bytes", t.RecordBytes)

@@ -74,6 +74,7 @@ func TestConfigFieldsDecoded(t *testing.T) {
     max_sessions: 7
     handshake_timeout: 3s
     connect_timeout: 1m
+    client_write_timeout: 5m
     max_message_size: 1024
     record_rows: 5
     record_bytes: 4096
@@ -91,6 +92,7 @@ shutdown_grace: 1m30s
 	assert.Equal(t, 7, tc.MaxSessions)
 	assert.Equal(t, 3*time.Second, tc.HandshakeTimeout.Duration)
 	assert.Equal(t, time.Minute, tc.ConnectTimeout.Duration)
+	assert.Equal(t, 5*time.Minute, tc.ClientWriteTimeout.Duration)
 	assert.Equal(t, 1024, tc.MaxMessageSize)
 	assert.Equal(t, 5, tc.RecordRows)
 	assert.Equal(t, 4096, tc.RecordBytes)
@@ -126,6 +128,7 @@ func TestConfigValidateNamesFieldAndFile(t *testing.T) {
 		{"bad handshake_timeout", [2]string{"", "    handshake_timeout: 5x\n"}, "test.yaml: targets[0].handshake_timeout: \"5x\" is not a duration"},
 		{"integer handshake_timeout", [2]string{"", "    handshake_timeout: 5\n"}, "test.yaml: targets[0].handshake_timeout: \"5\" is not a duration"},
 		{"negative connect_timeout", [2]string{"", "    connect_timeout: -1s\n"}, "test.yaml: targets[0].connect_timeout: must not be negative"},
+		{"negative client_write_timeout", [2]string{"", "    client_write_timeout: -1s\n"}, "test.yaml: targets[0].client_write_timeout: must not be negative"},
 		{"negative max_message_size", [2]string{"", "    max_message_size: -5\n"}, "test.yaml: targets[0].max_message_size: must not be negative"},
 		{"negative record_rows", [2]string{"", "    record_rows: -5\n"}, "test.yaml: targets[0].record_rows: must not be negative"},
 		{"negative record_bytes", [2]string{"", "    record_bytes: -5\n"}, "test.yaml: targets[0].record_bytes: must not be negative"},
@@ -400,4 +403,24 @@ func TestWriteDemoPolicy(t *testing.T) {
 	b, err = os.ReadFile(path)
 	require.NoError(t, err)
 	assert.Equal(t, "default: allow\n", string(b))
+}
+
+// TestGatewayConfigLimits: a target's limits reach the gateway's target
+// configuration, which hands them to the plugin.
+func TestGatewayConfigLimits(t *testing.T) {
+	t.Setenv("PG_PASSWORD", "unused")
+	c := parseValid(t, "data_dir: "+t.TempDir()+"\n"+goodConfig+`
+    connect_timeout: 1m
+    client_write_timeout: 5m
+    max_message_size: 1024
+    record_rows: 5
+    record_bytes: 4096
+`)
+	g, err := gatewayConfig(c, builtinDecider("deny"), nil, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	require.Len(t, g.Targets, 1)
+	assert.Equal(t, protocol.Limits{
+		MaxMessageSize: 1024, RecordRows: 5, RecordBytes: 4096,
+		ConnectTimeout: time.Minute, ClientWriteTimeout: 5 * time.Minute,
+	}, g.Targets[0].Limits)
 }

@@ -431,10 +431,11 @@ func gatewayConfig(cfg *Config, decider policy.Decider, creds credstore.Store, l
 			MaxSessions:            t.MaxSessions,
 			HandshakeTimeout:       t.HandshakeTimeout.Duration,
 			Limits: protocol.Limits{
-				MaxMessageSize: t.MaxMessageSize,
-				RecordRows:     t.RecordRows,
-				RecordBytes:    t.RecordBytes,
-				ConnectTimeout: t.ConnectTimeout.Duration,
+				MaxMessageSize:     t.MaxMessageSize,
+				RecordRows:         t.RecordRows,
+				RecordBytes:        t.RecordBytes,
+				ConnectTimeout:     t.ConnectTimeout.Duration,
+				ClientWriteTimeout: t.ClientWriteTimeout.Duration,
 			},
 		}
 		switch {

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -172,6 +174,45 @@ type writer struct {
 	conn net.Conn
 	buf  []byte
 	err  error
+	// timeout, when positive, bounds how long the peer may take nothing
+	// written to it (a peer that reads slowly but steadily is not cut
+	// off).
+	timeout time.Duration
+}
+
+// errStalled is wrapped by a write of which the peer took nothing for the
+// writer's timeout.
+var errStalled = errors.New("stopped reading")
+
+// write writes b whole. With a timeout, each wait for the peer gets a
+// fresh deadline as long as the peer took some of b before the last one
+// passed: only a peer that takes nothing for a whole timeout fails it (so
+// one that stops reading is noticed between one and two timeouts later).
+func (w *writer) write(b []byte) error {
+	if w.timeout <= 0 {
+		_, err := w.conn.Write(b)
+		return err
+	}
+	for {
+		if err := w.conn.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
+			return err
+		}
+		n, err := w.conn.Write(b)
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("%w: nothing written to it was taken for %s: %w", errStalled, w.timeout, err)
+		}
+		b = b[n:]
+	}
+}
+
+// setTimeout bounds every later write (zero: no bound).
+func (w *writer) setTimeout(d time.Duration) {
+	w.mu.Lock()
+	w.timeout = d
+	w.mu.Unlock()
 }
 
 // maxPending is how much is buffered before a write is forced, so a large
@@ -227,7 +268,7 @@ func (w *writer) flushLocked() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
-	_, err := w.conn.Write(w.buf)
+	err := w.write(w.buf)
 	if cap(w.buf) > 4*maxPending {
 		w.buf = make([]byte, 0, 16*1024)
 	} else {

@@ -127,6 +127,7 @@ type relay struct {
 func newRelay(p *Plugin, s protocol.Session, client net.Conn, cw *writer, cr *frameReader, hj *pgconn.HijackedConn) *relay {
 	limits := s.Limits()
 	cr.max = limits.MaxMessageSize
+	cw.setTimeout(limits.ClientWriteTimeout)
 	r := &relay{
 		p:           p,
 		s:           s,
@@ -224,7 +225,7 @@ func (r *relay) closeConns() {
 // sendFatal tells the client why its session ends, without waiting long
 // for a client that does not read.
 func (r *relay) sendFatal(code, msg string) {
-	_ = r.client.SetWriteDeadline(time.Now().Add(time.Second))
+	r.cw.setTimeout(time.Second)
 	_ = r.cw.msg(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: msg})
 	_ = r.cw.flush()
 }
@@ -708,14 +709,31 @@ func (r *relay) responseLoop(ctx context.Context) error {
 			return fmt.Errorf("reading from backend: %w", err)
 		}
 		if err := r.handleBackend(ctx, typ, body); err != nil {
+			if r.clientStalled(ctx, err) {
+				return fmt.Errorf("writing to client: %w", err)
+			}
 			return err
 		}
 		if !r.br.buffered() {
 			if err := r.cw.flush(); err != nil {
+				r.clientStalled(ctx, err)
 				return fmt.Errorf("writing to client: %w", err)
 			}
 		}
 	}
+}
+
+// clientStalled records the command in flight as failed when err is a
+// write the client did not take within the target's ClientWriteTimeout:
+// the session ends, and its recording says why the result stopped.
+func (r *relay) clientStalled(ctx context.Context, err error) bool {
+	if !errors.Is(err, errStalled) {
+		return false
+	}
+	if h := r.head(); h != nil && h.res != nil && h.deny == nil {
+		r.recordResult(ctx, h.res, "", "the client "+err.Error())
+	}
+	return true
 }
 
 // backendGone records the command in flight as failed when the backend

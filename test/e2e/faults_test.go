@@ -1067,9 +1067,10 @@ func stallRows() int {
 // of buffering: while the client stalls, the (in-process) gateway's live
 // heap stays flat, and the backend itself ends up waiting to write
 // (pg_stat_activity wait_event ClientWrite). When the client reads again
-// it gets every row. The gateway has no write timeout of its own: a
-// client that never reads again holds its session (and its backend) until
-// it goes away or the session is terminated, as with PostgreSQL itself.
+// it gets every row. By default the gateway has no write timeout of its
+// own: a client that never reads again holds its session (and its backend)
+// until it goes away or the session is terminated, as with PostgreSQL
+// itself; TestFaultStalledClientTimeout sets one.
 func TestFaultStalledClient(t *testing.T) {
 	pgtest.Require(t)
 	admin := pgtest.AdminConn(t, "test")
@@ -1123,6 +1124,86 @@ func TestFaultStalledClient(t *testing.T) {
 	assert.Equal(t, fmt.Sprintf("SELECT %d", n), tag.String())
 	t.Logf("resumed: %d rows (%.0f MB) in %v after the stall", read, float64(read)*1000/1e6, took.Round(time.Millisecond))
 	selectOne(t, c, "the session goes on after the stall")
+}
+
+// TestFaultStalledClientTimeout: with the target's ClientWriteTimeout
+// (client_write_timeout) set, a client that reads slowly but steadily
+// keeps its session while megabytes go through a full socket, and a client
+// that stops reading mid-result loses it once it has taken nothing for
+// that long (noticed within twice the timeout): the backend connection is closed (its query ends), the interrupted
+// command's result and the session's end say why, and the gateway goes on
+// serving.
+func TestFaultStalledClientTimeout(t *testing.T) {
+	pgtest.Require(t)
+	admin := pgtest.AdminConn(t, "test")
+	const timeout = 2 * time.Second
+	target := pgTarget("pg")
+	target.Limits.ClientWriteTimeout = timeout
+	e := startGateway(t, 2*time.Second, target)
+	app := "sluice-stall-timeout-" + pgtest.RandomSecret(4)
+	c := e.connectApp(t, "pg", "test", app)
+	query := "select repeat('x', 1000) from generate_series(1, 200000)"
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	mrr := c.PgConn().Exec(ctx, query)
+	require.True(t, mrr.NextResult())
+	rr := mrr.ResultReader()
+
+	// Slow but steady: 100 rows (100 kB), then a 25 ms pause, for 30 MB
+	// (over three timeouts). The backend fills the sockets between the
+	// gateway and this client at once, so the gateway's writes wait on
+	// this reader throughout.
+	start := time.Now()
+	read := 0
+	for read < 30_000 && rr.NextRow() {
+		if read++; read%100 == 0 {
+			time.Sleep(25 * time.Millisecond)
+		}
+	}
+	require.Equal(t, 30_000, read, "the slow reader is not cut off")
+	var wait string
+	require.NoError(t, admin.QueryRow(ctx, `select coalesce(wait_event, '') from pg_stat_activity where application_name = $1`, app).Scan(&wait))
+	t.Logf("slow reader: %d rows in %v; the backend then waits on %q", read, time.Since(start).Round(time.Millisecond), wait)
+
+	// Stalled: nothing reads. The gateway gives up on its write once the
+	// client has taken nothing for the timeout, and closes the backend
+	// connection. (What the client's socket takes stops somewhat before
+	// this reader stops: TCP reopens a full receive window in large steps,
+	// and the socket holds megabytes of rows not read yet.)
+	stalled := time.Now()
+	var n int
+	require.Eventually(t, func() bool {
+		_ = admin.QueryRow(ctx, `select count(*) from pg_stat_activity where application_name = $1`, app).Scan(&n)
+		return n == 0
+	}, 2*timeout+10*time.Second, 20*time.Millisecond, "the stalled client's backend connection should be closed")
+	took := time.Since(stalled)
+	t.Logf("stalled client: backend connection closed %v after the client stopped reading (timeout %v)", took.Round(time.Millisecond), timeout)
+
+	// What the client reads now is cut short by an error, not a complete
+	// result.
+	for rr.NextRow() {
+		read++
+	}
+	_, err := rr.Close()
+	require.Error(t, err, "the stalled client's result ends in an error")
+	assert.Less(t, read, 200_000)
+	t.Logf("the stalled client read %d rows in all, then: %v", read, err)
+
+	// The gateway goes on.
+	after := e.pgx(t, "pg", "test")
+	selectOne(t, after, "a session opened after the stalled one ended")
+	require.NoError(t, after.Close(ctx))
+
+	recs := waitRecordings(t, e.recDir, 2)
+	r := recordingWith(t, recs, query)
+	t.Logf("recorded end reason: %q", r.last().Reason)
+	assert.Equal(t, recording.TypeSessionEnd, r.last().Type)
+	assert.Contains(t, r.last().Reason, "writing to client: stopped reading: nothing written to it was taken for 2s")
+	res := r.resultOf(query)
+	require.NotNil(t, res, "the interrupted command has a result entry")
+	assert.Contains(t, res.Error, "the client stopped reading: nothing written to it was taken for 2s")
+	assert.GreaterOrEqual(t, res.Rows, int64(read), "the recording counts at least the rows the client read")
 }
 
 // ---- the gateway process killed ----
