@@ -67,8 +67,9 @@ func emailDomain(b []byte, j int) int {
 
 // ipDetector finds IPv4 addresses (four dotted octets 0-255) and IPv6
 // addresses (eight hex groups, or fewer with one "::", optionally ending
-// in dotted IPv4). Version strings with a letter before them ("v1.2.3.4")
-// and longer dotted numbers are not addresses. Prefilter: '.' and ':'.
+// in dotted IPv4). Version strings with a letter before them ("v1.2.3.4"),
+// browser versions in a User-Agent ("Chrome/120.0.0.0") and longer dotted
+// numbers are not addresses. Prefilter: '.' and ':'.
 type ipDetector struct{}
 
 func (ipDetector) Name() string { return DetectIP }
@@ -106,6 +107,9 @@ func findIPv4(b []byte, start int) (int, int, bool) {
 		if s > 0 && (isAlnum(b[s-1]) || b[s-1] == '.') {
 			continue // "1234.5", "v1.2.3.4", "1.2.3.4.5"
 		}
+		if productVersion(b, s) {
+			continue // "Chrome/120.0.0.0"
+		}
 		if e, ok := ipv4At(b, s); ok {
 			if !ipv4Ends(b, e) {
 				pos = e
@@ -121,13 +125,46 @@ func findIPv4(b []byte, start int) (int, int, bool) {
 // dot after it: an address starts at a run of at most three digits
 // followed by a dot, with no letter, digit or dot before it.
 func ipv4Run(b []byte, s, e int) (int, bool) {
-	if e-s > 3 || e >= len(b) || b[e] != '.' || s > 0 && (isAlnum(b[s-1]) || b[s-1] == '.') {
+	if e-s > 3 || e >= len(b) || b[e] != '.' || s > 0 && (isAlnum(b[s-1]) || b[s-1] == '.') || productVersion(b, s) {
 		return 0, false
 	}
 	if e, ok := ipv4At(b, s); ok && ipv4Ends(b, e) {
 		return e, true
 	}
 	return 0, false
+}
+
+// browserProducts are the product tokens of browsers' User-Agent strings
+// whose versions have four parts ("Chrome/120.0.0.0"; since user-agent
+// reduction, always of that shape).
+var browserProducts = [...]string{
+	"Chrome", "Chromium", "HeadlessChrome", "CriOS", "Edg", "EdgA", "EdgiOS",
+	"OPR", "YaBrowser", "SamsungBrowser", "Vivaldi", "Brave", "Electron",
+}
+
+// productVersion reports whether the digits at s follow a browser's
+// product token and a slash, a token that is itself a word of its own
+// ("... Chrome/120.0.0.0 Safari/537.36"): a version, not an address. A
+// path segment ("/Chrome/10.0.0.1") or any other word before the slash
+// ("hosts/10.0.0.1") does not count.
+func productVersion(b []byte, s int) bool {
+	if s < 2 || b[s-1] != '/' {
+		return false
+	}
+	t := s - 1
+	for t > 0 && s-1-t < 16 && ('a' <= b[t-1]|0x20 && b[t-1]|0x20 <= 'z') {
+		t--
+	}
+	if t > 0 && (isAlnum(b[t-1]) || b[t-1] == '/' || b[t-1] == '.' || b[t-1] == '-' || b[t-1] == '_') {
+		return false
+	}
+	tok := b[t : s-1]
+	for _, p := range browserProducts {
+		if string(tok) == p {
+			return true
+		}
+	}
+	return false
 }
 
 // ipv4Ends reports whether an address ends at e: no letter or digit

@@ -123,6 +123,13 @@ func TestDetectors(t *testing.T) {
 		{"ip", "1.2.3 256.1.1.1 v1.2.3.4 1.2.3.4.5 10.0.0", nil},
 		{"ip", "10:30:00 00:1a:2b:3c:4d:5e std::vector a::b:: x ::= y", nil},
 		{"ip", "2024-01-15T10:30:00.123Z", nil},
+		// Browser versions in a User-Agent are not addresses; an address
+		// after any other word, or in a path, still is.
+		{"ip", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.2210.91", nil},
+		{"ip", "HeadlessChrome/139.0.7258.5,OPR/106.0.0.0;YaBrowser/24.1.0.0", nil},
+		{"ip", "hosts/10.0.0.1 Hosts/10.0.0.2 /Chrome/10.0.0.3 x.Chrome/10.0.0.4 XChrome/10.0.0.5 Chrome:10.0.0.6 chrome/10.0.0.7",
+			[]string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6", "10.0.0.7"}},
+		{"ip", "Chrome/ 10.0.0.8 Chrome//10.0.0.9", []string{"10.0.0.8", "10.0.0.9"}},
 
 		// AWS access keys.
 		{"aws_key", "key=AKIAIOSFODNN7EXAMPLE;", []string{"AKIAIOSFODNN7EXAMPLE"}},
@@ -239,7 +246,9 @@ func TestRunFormsAgree(t *testing.T) {
 	g := newGen(5)
 	pieces := []func() string{g.card, g.ssn, g.phone, g.iban, g.harmless, g.harmless,
 		func() string { return g.pick("+", "(", ")", "-", ".", " ", "x", "0", "1 ", "+1", "(0)", "-1") },
-		g.ip, func() string { return g.pick("1.2.3.4", "256.1.1.1", "01.002.3.4", "v1.2.3.4", ".", "1.2.3.4.5", "a") },
+		g.ip, func() string {
+			return g.pick("1.2.3.4", "256.1.1.1", "01.002.3.4", "v1.2.3.4", ".", "1.2.3.4.5", "a", "Chrome/", "/", "Edg")
+		},
 		func() string { return g.pick("\xb0\xb1\xb2", "\xb9", "é", "7\xb8", "12345678", "1234567") }}
 	maskers := []*Masker{mustCompile(t, DetectCard, DetectSSN, DetectPhone, DetectIBAN, DetectIP)}
 	for _, n := range []string{DetectCard, DetectSSN, DetectPhone, DetectIBAN, DetectIP} {
