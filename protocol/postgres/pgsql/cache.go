@@ -18,27 +18,19 @@ type Classifier struct {
 	MaxTextLen int
 
 	mu      sync.Mutex
-	entries map[cacheKey]*list.Element
-	order   *list.List // front: most recently used
-}
-
-// cacheKey is what a classification depends on. The settings are reduced to
-// what the parser distinguishes.
-type cacheKey struct {
-	scs   bool
-	bqOff bool
-	sql   string
+	entries map[string]*list.Element // by key (see appendKey)
+	order   *list.List               // front: most recently used
 }
 
 type cacheEntry struct {
-	key cacheKey
+	key string
 	res *Result
 }
 
 // NewClassifier returns a Classifier caching up to size results (at least 1).
 func NewClassifier(size int) *Classifier {
 	size = max(size, 1)
-	return &Classifier{size: size, MaxTextLen: 64 << 10, entries: make(map[cacheKey]*list.Element, size), order: list.New()}
+	return &Classifier{size: size, MaxTextLen: 64 << 10, entries: make(map[string]*list.Element, size), order: list.New()}
 }
 
 // Classify is the cached form of the package's Classify.
@@ -51,17 +43,12 @@ func (c *Classifier) Analyze(sql string, opts Options) *Result {
 	if len(sql) > c.MaxTextLen || encodingIsUnsafe(opts.ClientEncoding) {
 		return Analyze(sql, opts)
 	}
-	key := cacheKey{scs: opts.StandardConformingStrings, bqOff: parserOptions(opts)&bqOffBit != 0, sql: sql}
-	// Texts that differ only in plain integer literals classify alike
-	// (the numbers' values never decide a statement's kind, tables,
-	// functions or effects), so they share one entry: the simple protocol
-	// sends every execution with its own literals.
-	norm, shared := normalizeNumbers(sql)
-	if shared {
-		key.sql = "\x00" + norm // no query text holds a NUL byte
-	}
+	// The key is built in a buffer on the stack and looked up without
+	// allocating; it is copied only when stored.
+	var stack [256]byte
+	kb, shared := appendKey(stack[:0], sql, opts)
 	c.mu.Lock()
-	if e, ok := c.entries[key]; ok {
+	if e, ok := c.entries[string(kb)]; ok {
 		c.order.MoveToFront(e)
 		res := e.Value.(*cacheEntry).res
 		c.mu.Unlock()
@@ -76,7 +63,8 @@ func (c *Classifier) Analyze(sql string, opts Options) *Result {
 		return res
 	}
 	c.mu.Lock()
-	if _, ok := c.entries[key]; !ok {
+	if _, ok := c.entries[string(kb)]; !ok {
+		key := string(kb)
 		c.entries[key] = c.order.PushFront(&cacheEntry{key: key, res: res.clone()})
 		for c.order.Len() > c.size {
 			last := c.order.Back()
@@ -136,32 +124,62 @@ func cloneSQL(s *protocol.SQL) *protocol.SQL {
 	return &out
 }
 
-// normalizeNumbers replaces every plain integer literal of sql with 0 and
-// reports whether it did, for the cache key. It is deliberately narrow: a
-// text holding anything whose lexing depends on context or settings
+// appendKey appends the cache key of sql under opts to dst: a byte of the
+// settings a classification depends on (those the parser distinguishes),
+// then the text, or a NUL and the text with its plain integer literals
+// replaced by 0, and reports whether any was.
+//
+// Texts that differ only in plain integer literals classify alike (the
+// numbers' values never decide a statement's kind, tables, functions or
+// effects), so they share one entry: the simple protocol sends every
+// execution with its own literals. No query text holds a NUL byte, so the
+// two forms never meet.
+func appendKey(dst []byte, sql string, opts Options) ([]byte, bool) {
+	var flags byte
+	if opts.StandardConformingStrings {
+		flags |= 1
+	}
+	if parserOptions(opts)&bqOffBit != 0 {
+		flags |= 2
+	}
+	dst = append(dst, flags)
+	if !numbersShareable(sql) {
+		return append(dst, sql...), false
+	}
+	return appendNormalized(append(dst, 0), sql)
+}
+
+// numbersShareable and appendNormalized replace every plain integer
+// literal of a text with 0, for the cache key. They are deliberately
+// narrow: a text with anything whose lexing depends on settings or context
 // (quotes of any kind, dollar signs, backslashes, comments, non-ASCII
 // bytes) is left alone, and a run of digits is a literal only when neither
 // neighbour could make it part of a larger token (a letter, digit, '_',
 // '.' or '$': identifiers like t1, decimals, exponents, hex-like 0x1F).
 // The normalized text is only a key; the text itself is what is parsed.
-func normalizeNumbers(sql string) (string, bool) {
-	changed := false
+//
+// numbersShareable reports whether sql holds digits and nothing that
+// keeps it from being normalized.
+func numbersShareable(sql string) bool {
+	digits := false
 	for i := 0; i < len(sql); i++ {
 		c := sql[i]
 		switch {
 		case c == '\'', c == '"', c == '$', c == '\\', c >= 0x80:
-			return "", false
+			return false
 		case c == '-' && i+1 < len(sql) && sql[i+1] == '-', c == '/' && i+1 < len(sql) && sql[i+1] == '*':
-			return "", false
-		case isASCIIDigit(c) && !changed:
-			changed = true
+			return false
+		case isASCIIDigit(c):
+			digits = true
 		}
 	}
-	if !changed {
-		return "", false
-	}
-	out := make([]byte, 0, len(sql))
-	changed = false
+	return digits
+}
+
+// appendNormalized appends sql with its plain integer literals replaced by
+// 0 and reports whether any was.
+func appendNormalized(out []byte, sql string) ([]byte, bool) {
+	changed := false
 	for i := 0; i < len(sql); {
 		c := sql[i]
 		if !isASCIIDigit(c) {
@@ -181,7 +199,7 @@ func normalizeNumbers(sql string) (string, bool) {
 		}
 		i = j
 	}
-	return string(out), changed
+	return out, changed
 }
 
 func isASCIIDigit(c byte) bool { return c >= '0' && c <= '9' }

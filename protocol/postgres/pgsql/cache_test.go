@@ -123,3 +123,16 @@ func TestClassifierSharesNumberLiterals(t *testing.T) {
 	}
 	assert.Equal(t, 4, c.Len(), "the two DELETEs with a WHERE share; parse errors are not shared")
 }
+
+// normalizeNumbers is the cache key's text part: sql with its plain
+// integer literals replaced by 0, and whether any was.
+func normalizeNumbers(sql string) (string, bool) {
+	if !numbersShareable(sql) {
+		return "", false
+	}
+	out, changed := appendNormalized(nil, sql)
+	if !changed {
+		return "", false
+	}
+	return string(out), true
+}
