@@ -45,6 +45,8 @@ func TestAdminEndpoints(t *testing.T) {
 		`sluice_sessions_active{target="t1"} 1`,
 		`sluice_sessions_total{result="authenticated",target="t1"} 1`,
 		`sluice_commands_total{action="allow",target="t1"} 2`,
+		`sluice_commands_total{action="deny",target="t1"} 0`, // every action's series exists from the start
+		`sluice_commands_total{action="require_approval",target="t1"} 0`,
 		`sluice_check_duration_seconds_count{target="t1"} 2`,
 		`sluice_result_rows_total{target="t1"} 1`,
 		`sluice_result_bytes_total{target="t1"} 8`,

@@ -92,6 +92,8 @@ type target struct {
 	plugin protocol.Plugin
 	tls    *tls.Config // client-facing; nil when DisableTLS
 	ln     net.Listener
+	// metrics are the target's per-command series.
+	metrics *targetMetrics
 
 	// Guarded by Gateway.mu: sessions counted against MaxSessions, and
 	// connections over the limit being refused.
@@ -152,6 +154,9 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: registering metrics: %w", err)
 	}
 	g.metrics = m
+	for _, t := range g.targets {
+		t.metrics = m.forTarget(t.cfg.Target.Name)
+	}
 	g.baseCtx, g.cancelBase = context.WithCancel(context.Background())
 	return g, nil
 }

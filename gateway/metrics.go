@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicegw/sluice/protocol"
 )
 
 // metrics are the gateway's Prometheus collectors, namespace "sluice".
@@ -73,4 +75,42 @@ func newMetrics(reg prometheus.Registerer, targets []string) (*metrics, error) {
 		m.resultRows.WithLabelValues(t)
 	}
 	return m, nil
+}
+
+// targetMetrics are one target's series of the per-command metrics,
+// resolved once when the gateway is built: looking a series up by its
+// label values hashes every label, on every command.
+type targetMetrics struct {
+	name                   string
+	commands               *prometheus.CounterVec // for actions not below
+	allowed, denied, asked prometheus.Counter
+	check, duration        prometheus.Observer
+	bytes, rows            prometheus.Counter
+}
+
+func (m *metrics) forTarget(name string) *targetMetrics {
+	return &targetMetrics{
+		name:     name,
+		commands: m.commandsTotal,
+		allowed:  m.commandsTotal.WithLabelValues(name, string(protocol.Allow)),
+		denied:   m.commandsTotal.WithLabelValues(name, string(protocol.Deny)),
+		asked:    m.commandsTotal.WithLabelValues(name, string(protocol.RequireApproval)),
+		check:    m.checkDuration.WithLabelValues(name),
+		duration: m.commandDuration.WithLabelValues(name),
+		bytes:    m.resultBytes.WithLabelValues(name),
+		rows:     m.resultRows.WithLabelValues(name),
+	}
+}
+
+// command is the commands_total series of action a.
+func (tm *targetMetrics) command(a protocol.Action) prometheus.Counter {
+	switch a {
+	case protocol.Allow:
+		return tm.allowed
+	case protocol.Deny:
+		return tm.denied
+	case protocol.RequireApproval:
+		return tm.asked
+	}
+	return tm.commands.WithLabelValues(tm.name, string(a))
 }

@@ -493,7 +493,6 @@ func deny(msg string) protocol.Decision {
 // Check implements protocol.Session.
 func (s *session) Check(ctx context.Context, cmd *protocol.Command) (protocol.Decision, error) {
 	started := time.Now()
-	name := s.t.cfg.Target.Name
 	if cmd == nil {
 		return deny("sluice: no command"), errors.New("sluice: Check called without a command")
 	}
@@ -538,7 +537,7 @@ func (s *session) Check(ctx context.Context, cmd *protocol.Command) (protocol.De
 	seq, err := s.write(&recording.Entry{Type: recording.TypeCommand, Command: cmd, Decision: &rd})
 	if err != nil {
 		s.log.Error("recording the command failed; refusing it and every later command", "error", err)
-		s.g.metrics.commandsTotal.WithLabelValues(name, string(protocol.Deny)).Inc()
+		s.t.metrics.denied.Inc()
 		return protocol.Decision{Action: protocol.Deny, Message: msgRecordingCommand, Rules: d.Rules},
 			&clientError{msg: msgRecordingCommand, cause: protocol.ErrRecording}
 	}
@@ -557,8 +556,8 @@ func (s *session) Check(ctx context.Context, cmd *protocol.Command) (protocol.De
 		}
 		s.mu.Unlock()
 	}
-	s.g.metrics.commandsTotal.WithLabelValues(name, string(d.Action)).Inc()
-	s.g.metrics.checkDuration.WithLabelValues(name).Observe(time.Since(started).Seconds())
+	s.t.metrics.command(d.Action).Inc()
+	s.t.metrics.check.Observe(time.Since(started).Seconds())
 	s.log.Debug("command checked", "seq", seq, "kind", cmd.Kind, "action", d.Action, "rules", d.Rules)
 	return d, nil
 }
@@ -709,15 +708,14 @@ func (s *session) Record(_ context.Context, ev protocol.Event) error {
 		return &clientError{msg: "sluice: recording unavailable", cause: protocol.ErrRecording}
 	}
 	if r := ev.Result; r != nil {
-		name := s.t.cfg.Target.Name
 		if r.Bytes > 0 {
-			s.g.metrics.resultBytes.WithLabelValues(name).Add(float64(r.Bytes))
+			s.t.metrics.bytes.Add(float64(r.Bytes))
 		}
 		if r.Rows > 0 {
-			s.g.metrics.resultRows.WithLabelValues(name).Add(float64(r.Rows))
+			s.t.metrics.rows.Add(float64(r.Rows))
 		}
 		if r.Duration > 0 {
-			s.g.metrics.commandDuration.WithLabelValues(name).Observe(r.Duration.Seconds())
+			s.t.metrics.duration.Observe(r.Duration.Seconds())
 		}
 	}
 	return nil
