@@ -121,6 +121,15 @@ type relay struct {
 	// waits for) when the client sends a CancelRequest; guarded by mu.
 	waitCancel context.CancelFunc
 
+	// checkCtx is the context checks run under (request loop only): the
+	// request loop's context with a cancel of its own and the notice
+	// callback, made once and reused until a withdrawal cancels it, so
+	// that a check does not allocate one. Check keeps no context past its
+	// return (approval waits happen inside it).
+	checkCtx    context.Context
+	checkParent context.Context
+	checkCancel context.CancelFunc
+
 	closeOnce sync.Once
 }
 
@@ -421,15 +430,20 @@ func (r *relay) forward(typ byte, body []byte, ps ...*pending) error {
 }
 
 func (r *relay) check(ctx context.Context, cmd *protocol.Command) (protocol.Decision, *pgproto3.ErrorResponse) {
-	ctx, cancel := context.WithCancel(ctx)
+	if r.checkCtx == nil || r.checkParent != ctx || r.checkCtx.Err() != nil {
+		if r.checkCancel != nil {
+			r.checkCancel()
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		r.checkCtx, r.checkParent, r.checkCancel = protocol.WithNotice(cctx, r.notice), ctx, cancel
+	}
 	r.mu.Lock()
-	r.waitCancel = cancel
+	r.waitCancel = r.checkCancel
 	r.mu.Unlock()
-	dec, err := r.s.Check(protocol.WithNotice(ctx, r.notice), cmd)
+	dec, err := r.s.Check(r.checkCtx, cmd)
 	r.mu.Lock()
 	r.waitCancel = nil
 	r.mu.Unlock()
-	cancel()
 	if err != nil {
 		r.log.Error("command refused: check failed", "error", err)
 		return dec, errorResponse(codeSystemError, clientText(err.Error()))
