@@ -20,8 +20,8 @@
 #   TLS=1 bench/http.sh                      # client-facing TLS on the gateways
 #
 # The gateway is bench/httpgw, built here: it composes the gateway from the
-# library (the reference server does not wire the HTTP plugin yet) and also
-# serves the backend. Needs wrk (apt-get install wrk) and curl. Only
+# library, as an embedding program would (the same plugin the reference
+# server wires for `protocol: http` targets), and also serves the backend. Needs wrk (apt-get install wrk) and curl. Only
 # loopback addresses are used; every run is bounded by DURATION.
 set -euo pipefail
 
