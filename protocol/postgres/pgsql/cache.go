@@ -2,6 +2,7 @@ package pgsql
 
 import (
 	"container/list"
+	"strings"
 	"sync"
 
 	"github.com/sluicegw/sluice/protocol"
@@ -129,11 +130,13 @@ func cloneSQL(s *protocol.SQL) *protocol.SQL {
 // then the text, or a NUL and the text with its plain integer literals
 // replaced by 0, and reports whether any was.
 //
-// Texts that differ only in plain integer literals classify alike (the
-// numbers' values never decide a statement's kind, tables, functions or
-// effects), so they share one entry: the simple protocol sends every
-// execution with its own literals. No query text holds a NUL byte, so the
-// two forms never meet.
+// Texts that differ only in the values of plain integer literals classify
+// alike, as long as each literal stays zero or non-zero: a value decides
+// no statement's kind, tables, functions or effects, except as a boolean
+// option (EXPLAIN (ANALYZE 1) runs its statement, PostgreSQL reads 0 as
+// false and any other integer as true). So such texts share one entry: the
+// simple protocol sends every execution with its own literals. No query
+// text holds a NUL byte, so the two forms never meet.
 func appendKey(dst []byte, sql string, opts Options) ([]byte, bool) {
 	var flags byte
 	if opts.StandardConformingStrings {
@@ -150,7 +153,8 @@ func appendKey(dst []byte, sql string, opts Options) ([]byte, bool) {
 }
 
 // numbersShareable and appendNormalized replace every plain integer
-// literal of a text with 0, for the cache key. They are deliberately
+// literal of a text with 0 when it is zero and 1 otherwise, for the cache
+// key. They are deliberately
 // narrow: a text with anything whose lexing depends on settings or context
 // (quotes of any kind, dollar signs, backslashes, comments, non-ASCII
 // bytes) is left alone, and a run of digits is a literal only when neither
@@ -177,7 +181,7 @@ func numbersShareable(sql string) bool {
 }
 
 // appendNormalized appends sql with its plain integer literals replaced by
-// 0 and reports whether any was.
+// 0 or 1 and reports whether any was.
 func appendNormalized(out []byte, sql string) ([]byte, bool) {
 	changed := false
 	for i := 0; i < len(sql); {
@@ -194,7 +198,14 @@ func appendNormalized(out []byte, sql string) ([]byte, bool) {
 		if (i > 0 && tokenByte(sql[i-1])) || (j < len(sql) && tokenByte(sql[j])) {
 			out = append(out, sql[i:j]...)
 		} else {
-			out = append(out, '0')
+			// Zero and non-zero stay apart: an integer can be a
+			// boolean (EXPLAIN (ANALYZE 1) runs its statement,
+			// EXPLAIN (ANALYZE 0) does not).
+			z := byte('0')
+			if strings.Trim(sql[i:j], "0") != "" {
+				z = '1'
+			}
+			out = append(out, z)
 			changed = true
 		}
 		i = j

@@ -86,9 +86,9 @@ func TestNormalizeNumbers(t *testing.T) {
 		in, want string
 		ok       bool
 	}{
-		{"SELECT abalance FROM pgbench_accounts WHERE aid = 48213;", "SELECT abalance FROM pgbench_accounts WHERE aid = 0;", true},
-		{"UPDATE t1 SET v = v + 15 WHERE id IN (1, 22, 333)", "UPDATE t1 SET v = v + 0 WHERE id IN (0, 0, 0)", true},
-		{"select 1.5, 1e5, 0x1F, .5, a1, 1abc, x[3]", "select 1.5, 1e5, 0x1F, .5, a1, 1abc, x[0]", true},
+		{"SELECT abalance FROM pgbench_accounts WHERE aid = 48213;", "SELECT abalance FROM pgbench_accounts WHERE aid = 1;", true},
+		{"UPDATE t1 SET v = v + 15 WHERE id IN (1, 22, 333, 0, 000)", "UPDATE t1 SET v = v + 1 WHERE id IN (1, 1, 1, 0, 0)", true},
+		{"select 1.5, 1e5, 0x1F, .5, a1, 1abc, x[3]", "select 1.5, 1e5, 0x1F, .5, a1, 1abc, x[1]", true},
 		{"select a from t", "", false},
 		{"select 1 where x = 'a'", "", false},
 		{"select $1 + 2", "", false},
@@ -111,7 +111,7 @@ func TestClassifierSharesNumberLiterals(t *testing.T) {
 	c := NewClassifier(16)
 	opts := DefaultOptions()
 	for i := range 50 {
-		sql := fmt.Sprintf("SELECT abalance FROM pgbench_accounts WHERE aid = %d", i*7919)
+		sql := fmt.Sprintf("SELECT abalance FROM pgbench_accounts WHERE aid = %d", (i+1)*7919)
 		assert.Equal(t, Analyze(sql, opts), c.Analyze(sql, opts), sql)
 	}
 	assert.Equal(t, 1, c.Len())
@@ -122,10 +122,24 @@ func TestClassifierSharesNumberLiterals(t *testing.T) {
 		assert.Equal(t, Analyze(sql, opts), c.Analyze(sql, opts), sql)
 	}
 	assert.Equal(t, 4, c.Len(), "the two DELETEs with a WHERE share; parse errors are not shared")
+
+	// A number can be a boolean: EXPLAIN (ANALYZE 1) runs its statement,
+	// EXPLAIN (ANALYZE 0) does not. Whichever is cached first, the other
+	// must not take its classification (found by FuzzClassify).
+	for _, order := range [][]string{
+		{"EXPLAIN (ANALYZE 0) DELETE FROM t", "EXPLAIN (ANALYZE 1) DELETE FROM t", "EXPLAIN (ANALYZE 00) DELETE FROM t", "EXPLAIN (ANALYZE 2) DELETE FROM t"},
+		{"EXPLAIN (ANALYZE 1) DELETE FROM t", "EXPLAIN (ANALYZE 0) DELETE FROM t", "EXPLAIN (ANALYZE 7) DELETE FROM t", "EXPLAIN (ANALYZE 000) DELETE FROM t"},
+	} {
+		c := NewClassifier(16)
+		for _, sql := range order {
+			assert.Equal(t, Analyze(sql, opts), c.Analyze(sql, opts), sql)
+		}
+	}
+	assert.Equal(t, []string{"EXPLAIN", "DELETE"}, kinds(c.Classify("EXPLAIN (ANALYZE 1) DELETE FROM t", opts)))
 }
 
 // normalizeNumbers is the cache key's text part: sql with its plain
-// integer literals replaced by 0, and whether any was.
+// integer literals replaced by 0 or 1, and whether any was.
 func normalizeNumbers(sql string) (string, bool) {
 	if !numbersShareable(sql) {
 		return "", false
