@@ -232,8 +232,11 @@ func (r *relay) closeConns() {
 }
 
 // sendFatal tells the client why its session ends, without waiting long
-// for a client that does not read.
+// for a client that does not read. The deadline goes on the connection
+// first, without the writer's lock, so that a write already blocked on
+// such a client (holding the lock) gives up too.
 func (r *relay) sendFatal(code, msg string) {
+	_ = r.client.SetWriteDeadline(time.Now().Add(time.Second))
 	r.cw.setTimeout(time.Second)
 	_ = r.cw.msg(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: msg})
 	_ = r.cw.flush()

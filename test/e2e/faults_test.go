@@ -1389,3 +1389,43 @@ func firstLines(s string, n int) string {
 	lines := strings.SplitN(s, "\n", n+1)
 	return strings.Join(lines[:min(n, len(lines))], "\n")
 }
+
+// TestFaultStalledClientTerminated: a session whose client stopped reading
+// in the middle of a result (no client_write_timeout) is terminated
+// through the gateway: it ends at once, although the gateway's write to
+// that client is blocked, and its backend connection goes away.
+func TestFaultStalledClientTerminated(t *testing.T) {
+	pgtest.Require(t)
+	admin := pgtest.AdminConn(t, "test")
+	e := startGateway(t, 2*time.Second, pgTarget("pg"))
+	app := "sluice-stall-term-" + pgtest.RandomSecret(4)
+	c := e.connectApp(t, "pg", "test", app)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	mrr := c.PgConn().Exec(ctx, "select repeat('x', 1000) from generate_series(1, 200000)")
+	require.True(t, mrr.NextResult())
+	rr := mrr.ResultReader()
+	require.True(t, rr.NextRow())
+	var wait string
+	require.Eventually(t, func() bool {
+		_ = admin.QueryRow(ctx, `select coalesce(wait_event, '') from pg_stat_activity where application_name = $1`, app).Scan(&wait)
+		return wait == "ClientWrite"
+	}, 20*time.Second, 50*time.Millisecond, "the backend should be blocked writing to the gateway (last wait_event %q)", wait)
+
+	live := e.g.Sessions()
+	require.Len(t, live, 1)
+	start := time.Now()
+	require.NoError(t, e.g.Terminate(live[0].ID, "e2e: stalled client"))
+	var n int
+	require.Eventually(t, func() bool {
+		_ = admin.QueryRow(ctx, `select count(*) from pg_stat_activity where application_name = $1`, app).Scan(&n)
+		return n == 0 && len(e.g.Sessions()) == 0
+	}, 10*time.Second, 20*time.Millisecond, "the terminated session and its backend connection should be gone")
+	took := time.Since(start)
+	t.Logf("terminated a session blocked writing to its client: gone in %v", took.Round(time.Millisecond))
+	assert.Less(t, took, 5*time.Second)
+	for rr.NextRow() {
+	}
+	_, err := rr.Close()
+	require.Error(t, err, "the stalled client's result ends in an error")
+}
