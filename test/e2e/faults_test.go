@@ -1052,6 +1052,33 @@ func heapInUse() uint64 {
 	return ms.HeapInuse
 }
 
+// backendWaitEvent returns the wait_event of application app's backend
+// ("" when it waits on nothing).
+func backendWaitEvent(ctx context.Context, admin *pgx.Conn, app string) (string, error) {
+	var wait string
+	err := admin.QueryRow(ctx, `select coalesce(wait_event, '') from pg_stat_activity where application_name = $1`, app).Scan(&wait)
+	return wait, err
+}
+
+// backendCount returns how many backends application app has.
+func backendCount(ctx context.Context, admin *pgx.Conn, app string) (int, error) {
+	var n int
+	err := admin.QueryRow(ctx, `select count(*) from pg_stat_activity where application_name = $1`, app).Scan(&n)
+	return n, err
+}
+
+// waitClientWrite waits until application app's backend is blocked
+// writing to the gateway (wait_event ClientWrite): the sockets between
+// the backend and a client that stopped reading are full.
+func waitClientWrite(t *testing.T, ctx context.Context, admin *pgx.Conn, app string) {
+	t.Helper()
+	var wait string
+	require.Eventually(t, func() bool {
+		wait, _ = backendWaitEvent(ctx, admin, app)
+		return wait == "ClientWrite"
+	}, 20*time.Second, 50*time.Millisecond, "the backend should be blocked writing to the gateway (last wait_event %q)", wait)
+}
+
 // stallRows is how many 1,000-byte rows the stalled client asks for: 2
 // million (2 GB through the gateway) with SLUICE_LOAD_FULL=1, 200,000 by
 // default so that the race-enabled run stays short.
@@ -1094,19 +1121,15 @@ func TestFaultStalledClient(t *testing.T) {
 	// Stalled: nothing reads. Wait until the backend blocks on the full
 	// socket, then watch the heap for a few seconds.
 	base := heapInUse()
-	var wait string
-	require.Eventually(t, func() bool {
-		_ = admin.QueryRow(ctx, `select coalesce(wait_event, '') from pg_stat_activity where application_name = $1`, app).Scan(&wait)
-		return wait == "ClientWrite"
-	}, 20*time.Second, 50*time.Millisecond, "the backend should be blocked writing to the gateway (last wait_event %q)", wait)
+	waitClientWrite(t, ctx, admin, app)
 	peak := base
 	for range 16 { // 4 s
 		time.Sleep(250 * time.Millisecond)
 		peak = max(peak, heapInUse())
 	}
 	growth := float64(peak) - float64(base)
-	t.Logf("stalled client: backend wait_event %s; gateway process heap in use %.1f MiB before, peak %.1f MiB during a 4 s stall (growth %.2f MiB)",
-		wait, float64(base)/(1<<20), float64(peak)/(1<<20), growth/(1<<20))
+	t.Logf("stalled client: backend wait_event ClientWrite; gateway process heap in use %.1f MiB before, peak %.1f MiB during a 4 s stall (growth %.2f MiB)",
+		float64(base)/(1<<20), float64(peak)/(1<<20), growth/(1<<20))
 	assert.Less(t, growth, float64(32<<20), "the gateway must not buffer what a stalled client does not read")
 
 	// The client reads again and gets every row.
@@ -1162,8 +1185,8 @@ func TestFaultStalledClientTimeout(t *testing.T) {
 		}
 	}
 	require.Equal(t, 30_000, read, "the slow reader is not cut off")
-	var wait string
-	require.NoError(t, admin.QueryRow(ctx, `select coalesce(wait_event, '') from pg_stat_activity where application_name = $1`, app).Scan(&wait))
+	wait, err := backendWaitEvent(ctx, admin, app)
+	require.NoError(t, err)
 	t.Logf("slow reader: %d rows in %v; the backend then waits on %q", read, time.Since(start).Round(time.Millisecond), wait)
 
 	// Stalled: nothing reads. The gateway gives up on its write once the
@@ -1172,10 +1195,9 @@ func TestFaultStalledClientTimeout(t *testing.T) {
 	// this reader stops: TCP reopens a full receive window in large steps,
 	// and the socket holds megabytes of rows not read yet.)
 	stalled := time.Now()
-	var n int
 	require.Eventually(t, func() bool {
-		_ = admin.QueryRow(ctx, `select count(*) from pg_stat_activity where application_name = $1`, app).Scan(&n)
-		return n == 0
+		n, err := backendCount(ctx, admin, app)
+		return err == nil && n == 0
 	}, 2*timeout+10*time.Second, 20*time.Millisecond, "the stalled client's backend connection should be closed")
 	took := time.Since(stalled)
 	t.Logf("stalled client: backend connection closed %v after the client stopped reading (timeout %v)", took.Round(time.Millisecond), timeout)
@@ -1185,7 +1207,7 @@ func TestFaultStalledClientTimeout(t *testing.T) {
 	for rr.NextRow() {
 		read++
 	}
-	_, err := rr.Close()
+	_, err = rr.Close()
 	require.Error(t, err, "the stalled client's result ends in an error")
 	assert.Less(t, read, 200_000)
 	t.Logf("the stalled client read %d rows in all, then: %v", read, err)
@@ -1406,20 +1428,15 @@ func TestFaultStalledClientTerminated(t *testing.T) {
 	require.True(t, mrr.NextResult())
 	rr := mrr.ResultReader()
 	require.True(t, rr.NextRow())
-	var wait string
-	require.Eventually(t, func() bool {
-		_ = admin.QueryRow(ctx, `select coalesce(wait_event, '') from pg_stat_activity where application_name = $1`, app).Scan(&wait)
-		return wait == "ClientWrite"
-	}, 20*time.Second, 50*time.Millisecond, "the backend should be blocked writing to the gateway (last wait_event %q)", wait)
+	waitClientWrite(t, ctx, admin, app)
 
 	live := e.g.Sessions()
 	require.Len(t, live, 1)
 	start := time.Now()
 	require.NoError(t, e.g.Terminate(live[0].ID, "e2e: stalled client"))
-	var n int
 	require.Eventually(t, func() bool {
-		_ = admin.QueryRow(ctx, `select count(*) from pg_stat_activity where application_name = $1`, app).Scan(&n)
-		return n == 0 && len(e.g.Sessions()) == 0
+		n, err := backendCount(ctx, admin, app)
+		return err == nil && n == 0 && len(e.g.Sessions()) == 0
 	}, 10*time.Second, 20*time.Millisecond, "the terminated session and its backend connection should be gone")
 	took := time.Since(start)
 	t.Logf("terminated a session blocked writing to its client: gone in %v", took.Round(time.Millisecond))
